@@ -1,0 +1,37 @@
+import json
+
+from click.testing import CliRunner
+
+from tfdeploy.cli import main
+from tfdeploy.model import load_model
+
+
+def test_compress_strip_cli(model_files, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compress", str(model_files["keras3.keras"]), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    original, strip = report["variants"]
+    assert strip["name"] == "strip" and strip["path"] == str(out / "strip.keras")
+    assert strip["raw_bytes"] < original["raw_bytes"]
+    assert strip["gzip_bytes"] < original["gzip_bytes"]
+    assert strip["params"] == original["params"] > 0
+    assert strip["notes"] == ["optimizer state removed"]
+    assert getattr(load_model(out / "strip.keras", compile=True).model, "optimizer", None) is None
+    # a second run does not replace the artifact without --overwrite
+    again = CliRunner().invoke(main, ["compress", str(model_files["keras3.keras"]), "--out", str(out)])
+    assert again.exit_code == 2
+    assert "already exists; pass --overwrite" in again.stderr
+    assert CliRunner().invoke(main, ["compress", str(model_files["keras3.keras"]), "--out", str(out),
+                                     "--overwrite"]).exit_code == 0
+
+
+def test_compress_table_output(model_files, tmp_path):
+    result = CliRunner().invoke(main, ["compress", str(model_files["tf_keras.h5"]), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "strip.h5" not in result.stdout  # the table shows names, not paths
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("(tf_keras)")
+    assert lines[1].split()[:3] == ["variant", "format", "raw"]
+    assert [line.split()[0] for line in lines[3:5]] == ["original", "strip"]
+    assert (tmp_path / "strip.h5").is_file()

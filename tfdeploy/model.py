@@ -1,0 +1,393 @@
+"""Model I/O: load Keras 3 / tf_keras / SavedModel models, save without optimizer state.
+
+Example:
+    >>> from tfdeploy import load_model, save_model
+    >>> loaded = load_model("trained.keras")                  # doctest: +SKIP
+    >>> loaded.flavour
+    <KerasFlavour.KERAS3: 'keras3'>
+    >>> save_model(loaded.model, "serving.keras")             # no optimizer state  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import gzip
+import importlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from tfdeploy import backend
+from tfdeploy.backend import KerasFlavour
+from tfdeploy.errors import TfdeployError
+
+
+class ModelFormat(str, enum.Enum):
+    """On-disk formats tfdeploy reads and writes."""
+
+    KERAS = ".keras"
+    H5 = ".h5"
+    SAVED_MODEL = "savedmodel"
+    TFLITE = ".tflite"
+
+    @classmethod
+    def of_path(cls, path: Path) -> "ModelFormat":
+        """Infers the format from a path (a directory is a SavedModel)."""
+        suffix = path.suffix.lower()
+        if suffix == ".hdf5":
+            return cls.H5
+        for fmt in (cls.KERAS, cls.H5, cls.TFLITE):
+            if suffix == fmt.value:
+                return fmt
+        if path.is_dir() or suffix == "":
+            return cls.SAVED_MODEL
+        raise TfdeployError(
+            "Unknown model format: expected a .keras or .h5 file, a .tflite file or a SavedModel "
+            f"directory. Received: path={str(path)!r}"
+        )
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model plus the facts of where it came from.
+
+    Attributes:
+        model: The Keras 3 or tf_keras model (a plain SavedModel is wrapped in a Keras 3
+            model around ``keras.layers.TFSMLayer``).
+        flavour: Which Keras wrote the file.
+        path: The file or directory it was read from.
+        format: The on-disk format.
+    """
+
+    model: Any
+    flavour: KerasFlavour
+    path: Path
+    format: ModelFormat
+
+
+def parse_custom_objects(specs: Sequence[str]) -> dict[str, Any]:
+    """Imports ``module:name`` specs into a ``custom_objects`` mapping.
+
+    Example:
+        >>> parse_custom_objects(["collections:OrderedDict"])
+        {'OrderedDict': <class 'collections.OrderedDict'>}
+    """
+    objects: dict[str, Any] = {}
+    for spec in specs:
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise TfdeployError(
+                f"A custom object is given as module:name, e.g. mypkg.layers:MyLayer. Received: {spec!r}"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise TfdeployError(f"Cannot import the module of custom object {spec!r}: {exc}") from exc
+        if not hasattr(module, attr):
+            raise TfdeployError(f"Module {module_name!r} has no attribute {attr!r}. Received: {spec!r}")
+        objects[attr] = getattr(module, attr)
+    return objects
+
+
+def _keras_version_of_keras_zip(path: Path) -> str:
+    if not zipfile.is_zipfile(path):
+        raise TfdeployError(
+            "The file is not a valid .keras archive (truncated or corrupt zip); re-save the model. "
+            f"Received: path={str(path)!r}"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read("metadata.json"))
+            archive.getinfo("model.weights.h5")
+    except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise TfdeployError(
+            f"The .keras archive is incomplete or corrupt ({exc}); re-save the model. Received: path={str(path)!r}"
+        ) from exc
+    return str(metadata.get("keras_version", ""))
+
+
+def _keras_version_of_h5(path: Path) -> str:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "model_config" not in handle.attrs:
+                raise TfdeployError(
+                    "The .h5 file holds no model config (weights only?); save the whole model with "
+                    f"model.save(...). Received: path={str(path)!r}"
+                )
+            version = handle.attrs.get("keras_version", b"")
+    except OSError as exc:
+        raise TfdeployError(
+            f"The .h5 file cannot be read (truncated or corrupt: {exc}). Received: path={str(path)!r}"
+        ) from exc
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def detect_flavour(path: str | os.PathLike) -> KerasFlavour:
+    """Tells which Keras wrote a model file without loading it.
+
+    Raises:
+        TfdeployError: If the path is missing, unreadable or not a model.
+
+    Example:
+        >>> detect_flavour("model.h5")    # doctest: +SKIP
+        <KerasFlavour.TF_KERAS: 'tf_keras'>
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TfdeployError(f"No model at this path. Received: path={str(path)!r}")
+    fmt = ModelFormat.of_path(path)
+    if fmt is ModelFormat.SAVED_MODEL:
+        if not path.is_dir():
+            raise TfdeployError(f"A SavedModel must be a directory. Received: path={str(path)!r}")
+        if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+            raise TfdeployError(
+                "The directory holds no saved_model.pb, so it is not a SavedModel (for TF Serving "
+                f"exports, point at the numbered version directory). Received: path={str(path)!r}"
+            )
+        if (path / "keras_metadata.pb").is_file():
+            return KerasFlavour.TF_KERAS
+        return KerasFlavour.SAVED_MODEL
+    if fmt is ModelFormat.TFLITE:
+        raise TfdeployError(f"A .tflite file is not a Keras model and cannot be loaded as one. Received: path={str(path)!r}")
+    version = _keras_version_of_keras_zip(path) if fmt is ModelFormat.KERAS else _keras_version_of_h5(path)
+    return KerasFlavour.KERAS3 if version.startswith("3") else KerasFlavour.TF_KERAS
+
+
+_CUSTOM_OBJECT_HINTS = ("Could not locate", "Unknown layer", "Unknown object", "Unknown loss", "Unknown metric",
+                        "Unknown activation", "custom_object", "register_keras_serializable",
+                        "must be an instance of class Layer")
+_BUILTIN_MODEL_CLASSES = {"Functional", "Sequential", "Model"}
+
+
+def _model_config(path: Path) -> dict[str, Any] | None:
+    """The architecture config stored in a .keras or .h5 file, if readable."""
+    try:
+        if path.suffix == ModelFormat.KERAS.value:
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs["model_config"]
+            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except Exception:  # only used to improve an error message
+        return None
+
+
+def unknown_classes(path: Path, keras: Any) -> list[str]:
+    """Class names in a saved model's config that ``keras`` does not provide (custom layers)."""
+    found: list[str] = []
+
+    def walk_layers(layers: Any) -> None:
+        for layer in layers if isinstance(layers, list) else []:
+            if not isinstance(layer, dict):
+                continue
+            name = layer.get("class_name")
+            if (isinstance(name, str) and name not in _BUILTIN_MODEL_CLASSES
+                    and not hasattr(keras.layers, name) and name not in found):
+                found.append(name)
+            walk_layers((layer.get("config") or {}).get("layers"))  # nested models
+
+    config = _model_config(path) or {}
+    walk_layers((config.get("config") or {}).get("layers"))
+    return found
+
+
+def load_model(
+    path: str | os.PathLike,
+    custom_objects: Mapping[str, Any] | None = None,
+    compile: bool = False,
+) -> LoadedModel:
+    """Loads a ``.keras``, ``.h5`` or SavedModel model written by Keras 3 or tf_keras.
+
+    The writer is detected from the file (``metadata.json`` of a ``.keras`` archive, the
+    ``keras_version`` attribute of an ``.h5`` file, ``keras_metadata.pb`` in a SavedModel) and
+    the matching Keras loads it. A SavedModel without Keras metadata (e.g. Keras 3
+    ``model.export()``) is wrapped in a Keras 3 model around its ``serving_default`` signature.
+
+    Args:
+        path: Model file or SavedModel directory.
+        custom_objects: Classes/functions the model needs, by the name it was saved with.
+        compile: Restore the training configuration too (off: deployment needs none).
+
+    Returns:
+        A :class:`LoadedModel`.
+
+    Raises:
+        TfdeployError: For a missing path, a directory without ``saved_model.pb``, a
+            truncated/corrupt file, or a model that needs custom objects not given.
+
+    Example:
+        >>> loaded = load_model("model.h5")     # doctest: +SKIP
+        >>> loaded.flavour, loaded.model.count_params()
+        (<KerasFlavour.TF_KERAS: 'tf_keras'>, 1234)
+    """
+    path = Path(path)
+    flavour = detect_flavour(path)
+    fmt = ModelFormat.of_path(path)
+    custom_objects = dict(custom_objects or {})
+    try:
+        if flavour is KerasFlavour.SAVED_MODEL:
+            model = _wrap_saved_model(path)
+        elif flavour is KerasFlavour.KERAS3:
+            model = backend.keras3().models.load_model(path, custom_objects=custom_objects, compile=compile)
+        else:
+            model = backend.tf_keras().models.load_model(path, custom_objects=custom_objects, compile=compile)
+    except TfdeployError:
+        raise
+    except Exception as exc:  # Keras raises TypeError/ValueError/OSError/... for bad files
+        text = str(exc)
+        if any(hint in text for hint in _CUSTOM_OBJECT_HINTS):
+            keras = backend.keras3() if flavour is KerasFlavour.KERAS3 else backend.tf_keras()
+            missing = [name for name in unknown_classes(path, keras) if name not in custom_objects]
+            what = f"custom class(es) {', '.join(missing)}" if missing else "a custom layer or function"
+            raise TfdeployError(
+                f"The model uses {what} that is not available ({text.splitlines()[0]}). "
+                "Pass it with --custom-objects module:name (Python: custom_objects={'Name': obj}). "
+                f"Received: path={str(path)!r}"
+            ) from exc
+        raise TfdeployError(
+            f"Cannot load the model ({type(exc).__name__}: {text.splitlines()[0] if text else ''}); "
+            f"the file may be truncated or corrupt. Received: path={str(path)!r}"
+        ) from exc
+    return LoadedModel(model=model, flavour=flavour, path=path, format=fmt)
+
+
+def _wrap_saved_model(path: Path) -> Any:
+    keras = backend.keras3()
+    tf = backend.tf()
+    loaded = tf.saved_model.load(str(path))
+    if "serving_default" not in loaded.signatures:
+        raise TfdeployError(
+            f"The SavedModel has no 'serving_default' signature to call. Received: path={str(path)!r}, "
+            f"signatures={sorted(loaded.signatures)}"
+        )
+    _, kwargs = loaded.signatures["serving_default"].structured_input_signature
+    if len(kwargs) != 1:
+        raise TfdeployError(
+            "Only SavedModels with one input can be wrapped as a Keras model; load it with "
+            f"tf.saved_model.load instead. Received: path={str(path)!r}, inputs={sorted(kwargs)}"
+        )
+    (name, spec), = kwargs.items()
+    inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=name)
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+    outputs = layer(inputs)
+    if isinstance(outputs, dict) and len(outputs) == 1:
+        outputs = next(iter(outputs.values()))
+    return keras.Model(inputs, outputs, name=path.name)
+
+
+@contextlib.contextmanager
+def _detached_optimizer(model: Any) -> Iterator[None]:
+    """Temporarily makes ``model`` look uncompiled so savers skip optimizer state and config."""
+    attrs = ("optimizer", "compiled", "_is_compiled", "_compile_config")
+    saved = {name: model.__dict__[name] for name in attrs if name in model.__dict__}
+    try:
+        if "optimizer" in saved:
+            model.optimizer = None
+        for flag in ("compiled", "_is_compiled"):
+            if flag in saved:
+                object.__setattr__(model, flag, False)
+        if "_compile_config" in saved:
+            object.__setattr__(model, "_compile_config", None)
+        yield
+    finally:
+        for name, value in saved.items():
+            if name == "optimizer":
+                model.optimizer = value
+            else:
+                object.__setattr__(model, name, value)
+
+
+def publish_path(target: Path, overwrite: bool) -> None:
+    """Checks that ``target`` may be written (refuses to replace it unless ``overwrite``)."""
+    if target.exists() and not overwrite:
+        raise TfdeployError(
+            f"The output already exists; pass --overwrite (overwrite=True) to replace it. Received: path={str(target)!r}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def save_model(model: Any, path: str | os.PathLike, include_optimizer: bool = False, overwrite: bool = False) -> Path:
+    """Saves a Keras 3 or tf_keras model as ``.keras`` or ``.h5``, by default without optimizer state.
+
+    Keras 3 ignores ``include_optimizer`` for ``.keras`` and tf_keras rejects it; this
+    function makes the model look uncompiled while saving, so the file has no optimizer
+    variables and no compile config in either case. The file is written to a temporary
+    name beside ``path`` and renamed into place: an interrupted save leaves nothing behind.
+
+    Args:
+        model: The model to save.
+        path: Target ``.keras`` or ``.h5`` file.
+        include_optimizer: Keep the optimizer state (to resume training).
+        overwrite: Replace an existing file.
+
+    Returns:
+        The written path.
+
+    Raises:
+        TfdeployError: If the file exists and ``overwrite`` is false, or the suffix is not
+            ``.keras``/``.h5``.
+
+    Example:
+        >>> save_model(model, "out/model.keras")   # doctest: +SKIP
+        PosixPath('out/model.keras')
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (ModelFormat.KERAS.value, ModelFormat.H5.value, ".hdf5"):
+        raise TfdeployError(f"save_model writes .keras or .h5 files. Received: path={str(path)!r}")
+    fmt = ModelFormat.of_path(path)
+    publish_path(path, overwrite)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp_name)  # Keras refuses to overwrite silently in some versions; give it a fresh name.
+    tmp = Path(tmp_name)
+    try:
+        kwargs = {"include_optimizer": False} if fmt is ModelFormat.H5 and not include_optimizer else {}
+        if include_optimizer:
+            model.save(tmp)
+        else:
+            with _detached_optimizer(model):
+                model.save(tmp, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactSize:
+    """Raw and gzip-compressed size of a file or directory (sum over its files)."""
+
+    raw_bytes: int
+    gzip_bytes: int
+
+
+def artifact_size(path: str | os.PathLike) -> ArtifactSize:
+    """Measures the raw and gzip (level 9) size of a model file or directory.
+
+    Example:
+        >>> artifact_size("model.tflite")      # doctest: +SKIP
+        ArtifactSize(raw_bytes=412344, gzip_bytes=301200)
+    """
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    raw = gz = 0
+    for file in files:
+        data = file.read_bytes()
+        raw += len(data)
+        gz += len(gzip.compress(data, compresslevel=9, mtime=0))
+    return ArtifactSize(raw_bytes=raw, gzip_bytes=gz)
+
+
+def count_params(model: Any) -> int:
+    """Number of weights in a model (trainable and not)."""
+    return int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(w.size) for w in model.weights))
