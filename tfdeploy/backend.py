@@ -115,3 +115,14 @@ def version_of(module_name: str) -> str | None:
         return metadata.version(module_name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def progress_callback(keras: ModuleType, progress: Any, epochs: int, label: str = "fine-tune") -> Any:
+    """A Keras callback (for ``keras``'s flavour) reporting each epoch through ``progress(line)``."""
+
+    class _EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items())
+            progress(f"  {label} epoch {epoch + 1}/{epochs}: {metrics}")
+
+    return _EpochProgress()

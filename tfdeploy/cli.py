@@ -95,6 +95,25 @@ def env_command(as_json: bool) -> None:
     click.echo(report.to_json() if as_json else report.to_table())
 
 
+@main.command("example")
+@click.option("--out", "out_dir", default="example", show_default=True, type=click.Path(path_type=Path),
+              help="Directory for model.keras and data.npz.")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1), help="Fine-tune epochs.")
+@click.option("--alpha", default=0.35, show_default=True, type=float, help="MobileNetV2 width multiplier.")
+@click.option("--image-size", default=32, show_default=True, type=click.IntRange(min=32), help="Input size.")
+@click.option("--full-data", is_flag=True, help="Use the full Fashion-MNIST (Debian package or Keras cache).")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@library_command
+def example_command(out_dir: Path, epochs: int, alpha: float, image_size: int, full_data: bool,
+                    overwrite: bool) -> None:
+    """Build and fine-tune the built-in MobileNetV2 / Fashion-MNIST example (offline)."""
+    from tfdeploy.examples import prepare_example
+
+    report = prepare_example(out_dir, epochs=epochs, alpha=alpha, image_size=image_size,
+                             full_data=full_data, overwrite=overwrite, progress=progress)
+    click.echo(report.to_table())
+
+
 def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list[Recipe]:
     try:
         return Recipe.parse_list(value)

@@ -170,8 +170,8 @@ class FineTuneReport(Report):
     seconds: float
 
 
-def fine_tune_example(model: Any, data: Dataset, epochs: int = 4, batch_size: int = 64,
-                      learning_rate: float = 2e-3, verbose: int = 0) -> FineTuneReport:
+def fine_tune_example(model: Any, data: Dataset, epochs: int = 5, batch_size: int = 64,
+                      learning_rate: float = 2e-3, progress: Any = None) -> FineTuneReport:
     """Trains the example model briefly so that it has a meaningful accuracy.
 
     The model is compiled with Adam and sparse categorical cross-entropy and trained in place.
@@ -186,10 +186,61 @@ def fine_tune_example(model: Any, data: Dataset, epochs: int = 4, batch_size: in
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
-    history = model.fit(data.x, data.y, epochs=epochs, batch_size=batch_size, verbose=verbose, shuffle=True)
+    callbacks = [backend.progress_callback(keras, progress, epochs)] if progress else []
+    history = model.fit(data.x, data.y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
+                        callbacks=callbacks)
     seconds = time.perf_counter() - start
     val_accuracy = float(np.mean(np.argmax(model.predict(data.x_val, batch_size=256, verbose=0), -1) == data.y_val))
     return FineTuneReport(
         epochs=epochs, train_samples=len(data.x), val_samples=len(data.x_val),
         train_accuracy=float(history.history["accuracy"][-1]), val_accuracy=val_accuracy, seconds=seconds,
     )
+
+
+@dataclasses.dataclass
+class ExampleReport(Report):
+    """What :func:`prepare_example` wrote."""
+
+    model_path: str
+    data_path: str
+    data_source: str
+    params: int
+    fine_tune: FineTuneReport
+
+    def rows(self) -> list[tuple[str, Any]]:
+        return [("model", self.model_path), ("data", f"{self.data_path} ({self.data_source})"),
+                ("parameters", self.params), ("epochs", self.fine_tune.epochs),
+                ("train accuracy", self.fine_tune.train_accuracy),
+                ("validation accuracy", self.fine_tune.val_accuracy),
+                ("fine-tune time (s)", self.fine_tune.seconds)]
+
+
+def prepare_example(out_dir: str | os.PathLike, epochs: int = 5, alpha: float = 0.35, image_size: int = 32,
+                    full_data: bool = False, overwrite: bool = False,
+                    progress: Any = None) -> ExampleReport:
+    """Builds and fine-tunes the example, writing ``model.keras`` and ``data.npz`` to ``out_dir``.
+
+    ``data.npz`` holds the preprocessed arrays (``x``, ``y``, ``x_val``, ``y_val``) in the layout
+    every ``--data`` option accepts.
+
+    Example:
+        >>> print(prepare_example("example"))      # doctest: +SKIP
+    """
+    from tfdeploy.model import publish_path, save_model
+
+    out = Path(out_dir)
+    model_path, data_path = out / "model.keras", out / "data.npz"
+    for target in (model_path, data_path):
+        publish_path(target, overwrite)
+    data = example_dataset(image_size=image_size, full=full_data)
+    model = build_example_model(alpha=alpha, image_size=image_size)
+    if progress:
+        progress(f"Fine-tuning MobileNetV2 (alpha={alpha}, {image_size}x{image_size}) on {len(data.x)} images "
+                 f"for {epochs} epoch(s)")
+    fine_tune = fine_tune_example(model, data, epochs=epochs, progress=progress)
+    save_model(model, model_path, overwrite=overwrite)
+    tmp = data_path.with_name(".data.tmp.npz")
+    np.savez_compressed(tmp, x=data.x, y=data.y, x_val=data.x_val, y_val=data.y_val)
+    os.replace(tmp, data_path)
+    return ExampleReport(model_path=str(model_path), data_path=str(data_path), data_source=data.source,
+                         params=int(model.count_params()), fine_tune=fine_tune)
