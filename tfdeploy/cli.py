@@ -18,7 +18,7 @@ import click
 
 from tfdeploy import __version__
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import Recipe
+from tfdeploy.recipes import IoDtype, Recipe
 
 
 @dataclasses.dataclass
@@ -126,20 +126,41 @@ def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--recipe", "recipes", default=Recipe.STRIP.value, show_default=True, callback=_recipe_list,
               help="Comma-separated recipes: " + ", ".join(Recipe.choices()) + ".")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Fine-tune/calibration/evaluation data: .npz (x, y, x_val, y_val) or an image directory.")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1), help="Fine-tune epochs.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--learning-rate", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--target-sparsity", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True,
+              max_open=True), help="Final sparsity of prune.")
+@click.option("--prune-structure", type=click.Choice(["2:4"]), help="M-by-N structured sparsity (Conv2D/Dense).")
+@click.option("--clusters", default=16, show_default=True, type=click.IntRange(min=2), help="Clusters per layer.")
+@click.option("--calibration-samples", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Representative samples for full-int8 conversion.")
+@click.option("--io-dtype", type=click.Choice([d.value for d in IoDtype]), default=IoDtype.FLOAT32.value,
+              show_default=True, help="Input/output type of int8 TFLite models.")
 @click.option("--custom-objects", multiple=True, metavar="MODULE:NAME",
               help="Custom layer/function needed to load the model (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace existing artifacts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @library_command
-def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], custom_objects: tuple[str, ...],
+def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Path | None, epochs: int,
+                     batch_size: int, learning_rate: float, target_sparsity: float, prune_structure: str | None,
+                     clusters: int, calibration_samples: int, io_dtype: str, custom_objects: tuple[str, ...],
                      overwrite: bool, as_json: bool) -> None:
-    """Compress MODEL with the chosen recipes and report size, accuracy and latency of each."""
+    """Compress MODEL with the chosen recipes and report size, accuracy and latency of each.
+
+    Writes one artifact per recipe into --out plus report.json, report.md and report.png.
+    """
     from tfdeploy.compress import CompressConfig, compress
     from tfdeploy.model import parse_custom_objects
 
-    config = CompressConfig(model=model, out_dir=out_dir, recipes=recipes,
-                            custom_objects=parse_custom_objects(custom_objects),
-                            overwrite=overwrite, progress=progress)
+    config = CompressConfig(
+        model=model, out_dir=out_dir, recipes=recipes, data=data, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, target_sparsity=target_sparsity, prune_structure=prune_structure,
+        clusters=clusters, calibration_samples=calibration_samples, io_dtype=IoDtype(io_dtype),
+        custom_objects=parse_custom_objects(custom_objects), overwrite=overwrite, progress=progress,
+    )
     report = compress(config)
     click.echo(report.to_json() if as_json else report.to_table())
 

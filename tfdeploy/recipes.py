@@ -3,8 +3,8 @@
 Example:
     >>> Recipe.parse_list("strip")
     [<Recipe.STRIP: 'strip'>]
-    >>> Recipe.STRIP.spec.needs_data
-    False
+    >>> Recipe.PRUNE.spec.needs_data
+    True
 """
 
 from __future__ import annotations
@@ -30,10 +30,27 @@ class RecipeSpec:
     output: str
 
 
+class IoDtype(str, enum.Enum):
+    """Input/output tensor type of an int8 TFLite model (``--io-dtype``)."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
 class Recipe(str, enum.Enum):
     """Compression recipes, in the order ``all`` runs them."""
 
     STRIP = "strip"
+    PRUNE = "prune"
+    CLUSTER = "cluster"
+    QAT = "qat"
+    PRUNE_QAT = "prune-qat"
+    CLUSTER_QAT = "cluster-qat"
+    TFLITE = "tflite"
+    PTQ_DYNAMIC = "ptq-dynamic"
+    PTQ_FLOAT16 = "ptq-float16"
+    PTQ_INT8 = "ptq-int8"
 
     @property
     def spec(self) -> RecipeSpec:
@@ -70,4 +87,19 @@ class Recipe(str, enum.Enum):
 
 _SPECS = {
     Recipe.STRIP: RecipeSpec("save without optimizer state", needs_data=False, output=".keras"),
+    Recipe.PRUNE: RecipeSpec("TFMOT magnitude pruning + fine-tune + strip_pruning", needs_data=True, output=".keras"),
+    Recipe.CLUSTER: RecipeSpec("TFMOT weight clustering + fine-tune + strip_clustering", needs_data=True,
+                               output=".keras"),
+    Recipe.QAT: RecipeSpec("TFMOT quantization-aware training, converted to int8 TFLite", needs_data=True,
+                           output=".tflite"),
+    Recipe.PRUNE_QAT: RecipeSpec("prune, then pruning-preserving QAT, int8 TFLite", needs_data=True,
+                                 output=".tflite"),
+    Recipe.CLUSTER_QAT: RecipeSpec("cluster, then cluster-preserving QAT, int8 TFLite", needs_data=True,
+                                   output=".tflite"),
+    Recipe.TFLITE: RecipeSpec("float32 TFLite, the baseline for TFLite sizes", needs_data=False, output=".tflite"),
+    Recipe.PTQ_DYNAMIC: RecipeSpec("post-training dynamic-range quantization (int8 weights)", needs_data=False,
+                                   output=".tflite"),
+    Recipe.PTQ_FLOAT16: RecipeSpec("post-training float16 quantization", needs_data=False, output=".tflite"),
+    Recipe.PTQ_INT8: RecipeSpec("post-training full-integer quantization, calibrated on --data", needs_data=True,
+                                output=".tflite"),
 }
