@@ -36,8 +36,8 @@ def tiny_data(n=64, input_shape=(8, 8, 3), classes=4, seed=0):
     return x, y.astype("int64")
 
 
-def trained(model, keras, epochs=2):
-    x, y = tiny_data(input_shape=tuple(model.input_shape[1:]), classes=model.output_shape[-1])
+def trained(model, keras, epochs=2, n=64):
+    x, y = tiny_data(n=n, input_shape=tuple(model.input_shape[1:]), classes=model.output_shape[-1])
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
@@ -84,6 +84,24 @@ def model_files(tmp_path_factory, keras3, tf_keras):
     k2.save(str(paths["tf_keras.savedmodel"]), save_format="tf")
     k3.export(str(paths["keras3.export"]), verbose=False)
     return {"models": {"keras3": k3, "tf_keras": k2}, **paths}
+
+
+COMPRESS_SHAPE = (16, 16, 3)
+
+
+@pytest.fixture(scope="session")
+def compress_inputs(tmp_path_factory, keras3, tf_keras):
+    """A trained Keras 3 and tf_keras classifier (16x16x3, 4 classes) and labelled data for compress."""
+    root = tmp_path_factory.mktemp("compress")
+    x, y = tiny_data(n=400, input_shape=COMPRESS_SHAPE, seed=1)
+    np.savez(root / "data.npz", x=x[:300], y=y[:300], x_val=x[300:], y_val=y[300:])
+    np.savez(root / "unlabelled.npz", x=x[:300])
+    paths = {"data": root / "data.npz", "unlabelled": root / "unlabelled.npz"}
+    for name, keras in (("keras3", keras3), ("tf_keras", tf_keras)):
+        model = trained(build_tiny_classifier(keras, input_shape=COMPRESS_SHAPE, seed=1), keras, epochs=8, n=400)
+        paths[name] = root / f"{name}.keras"
+        model.save(paths[name])
+    return paths
 
 
 @pytest.fixture

@@ -180,30 +180,22 @@ class CompressionReport(Report):
 # ------------------------------------------------------------------------------------------------
 
 def kernel_sparsity(model: Any) -> tuple[float | None, dict[str, float]]:
-    """Fraction of zero weights over kernels (overall and by layer type)."""
+    """Fraction of zero weights over kernels (overall and by layer type; TFMOT wrappers seen through)."""
     zeros: dict[str, int] = {}
     totals: dict[str, int] = {}
-    for layer in _flat_layers(model):
+    for layer in getattr(model, "layers", []):
+        kind = type(getattr(layer, "layer", layer)).__name__
         for weight in layer.weights:
             name = weight.name.split("/")[-1]
-            if not any(key in name for key in KERNEL_WEIGHT_NAMES):
+            if not any(name.startswith(key) for key in KERNEL_WEIGHT_NAMES) and "_kernel" not in name:
                 continue
             values = np.asarray(weight.numpy())
-            kind = type(layer).__name__
             zeros[kind] = zeros.get(kind, 0) + int(np.sum(values == 0))
             totals[kind] = totals.get(kind, 0) + values.size
     if not totals:
         return None, {}
     overall = sum(zeros.values()) / sum(totals.values())
     return overall, {kind: zeros[kind] / totals[kind] for kind in sorted(totals)}
-
-
-def _flat_layers(model: Any) -> list[Any]:
-    layers = []
-    for layer in getattr(model, "layers", []):
-        inner = getattr(layer, "layer", None)  # TFMOT wrappers
-        layers.append(inner if inner is not None else layer)
-    return layers
 
 
 def _is_softmax_output(model: Any) -> bool:
@@ -297,23 +289,27 @@ class _CompressionRun:
         clone.set_weights(source.get_weights())
         return clone
 
-    def training_target(self, model: Any) -> tuple[np.ndarray, Any]:
-        """Labels and loss for fine-tuning; soft labels from the original model without labels."""
+    def training_target(self) -> tuple[np.ndarray, Any]:
+        """Labels and loss for fine-tuning; soft labels from the original model without labels.
+
+        The output activation is read from the unwrapped model: TFMOT wrappers hide it.
+        """
         assert self.data is not None
+        softmax = _is_softmax_output(self.loaded.model)
         if self.data.y is not None:
             y = self.data.y
-            from_logits = not _is_softmax_output(model)
+            from_logits = not softmax
             if y.ndim == 2 and y.shape[1] > 1:
                 return y, backend.tf_keras().losses.CategoricalCrossentropy(from_logits=from_logits)
             return y, backend.tf_keras().losses.SparseCategoricalCrossentropy(from_logits=from_logits)
         soft = keras_predictor(self.loaded.model).predict(self.data.x)
-        if _is_softmax_output(model):
+        if softmax:
             return soft, "categorical_crossentropy"
         return soft, "mse"
 
     def fine_tune(self, model: Any, label: str, callbacks: Sequence[Any] = ()) -> None:
         tk = backend.tf_keras()
-        y, loss = self.training_target(model)
+        y, loss = self.training_target()
         model.compile(optimizer=tk.optimizers.Adam(self.config.learning_rate), loss=loss)
         callbacks = [*callbacks, backend.progress_callback(tk, self.progress, self.config.epochs, label)]
         model.fit(self.data.x, y, epochs=self.config.epochs, batch_size=self.config.batch_size, verbose=0,
@@ -459,7 +455,7 @@ class _CompressionRun:
             return layer
 
         clone = tk.models.clone_model(base, clone_function=annotate)
-        with quantize.quantize_scope():
+        with quantize.quantize_scope(dict(self.config.custom_objects)):  # quantize_apply rebuilds from config
             model = quantize.quantize_apply(clone, scheme) if scheme is not None else quantize.quantize_apply(clone)
         self.fine_tune(model, label)
         notes = []
@@ -499,7 +495,7 @@ class _CompressionRun:
         model, notes = self.quantization_aware(base, scheme, recipe.value)
         self.progress(f"  converting {recipe.value} to int8 TFLite")
         blob = convert(model, TfliteMode.QAT, io_dtype=self.config.io_dtype)
-        return _Artifact(self.write_tflite(recipe, blob), tflite_predictor(blob, recipe.value), base,
+        return _Artifact(self.write_tflite(recipe, blob), tflite_predictor(blob, recipe.value), model,
                          [*base_notes, *notes])
 
     def _recipe_qat(self, recipe: Recipe) -> _Artifact:
