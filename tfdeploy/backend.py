@@ -334,21 +334,31 @@ def copy_weights_by_name(source: Any, target: Any) -> list[str]:
     return missing
 
 
-def write_inference_savedmodel(model: Any, directory: str, input_name: str, input_shape: list[int | None],
+def write_inference_savedmodel(model: Any, directory: str, input_name: str, sample_shape: list[int | None],
                                input_dtype: str, output_names: list[str],
-                               signature_name: str = "serving_default") -> None:
-    """Writes a SavedModel whose one signature maps ``{input_name: x}`` to ``{output_name: y, ...}``.
+                               signatures: dict[str, int | None] | None = None) -> None:
+    """Writes a SavedModel whose signatures map ``{input_name: x}`` to ``{output_name: y, ...}``.
 
     Keras 3 models go through ``keras.export.ExportArchive`` (a plain ``tf.Module`` wrapper
     leaves Keras 3 variables unfrozen for the TFLite calibrator); tf_keras models through a
     ``tf.Module``. The inference call uses ``training=False``.
 
+    Args:
+        model: Keras 3 or tf_keras model with one input.
+        directory: Target directory (must not exist or be empty).
+        input_name: The signature's input key.
+        sample_shape: Input shape without the batch dimension.
+        input_dtype: Input dtype name.
+        output_names: Output keys, one per model output.
+        signatures: Signature name -> fixed batch size (``None``: dynamic). Default
+            ``{"serving_default": None}``.
+
     Example:
-        >>> write_inference_savedmodel(model, "/tmp/sm", "image", [None, 32, 32, 3], "float32",
+        >>> write_inference_savedmodel(model, "/tmp/sm", "image", [32, 32, 3], "float32",
         ...                            ["probabilities"])      # doctest: +SKIP
     """
     tf_ = tf()
-    spec = tf_.TensorSpec(input_shape, tf_.as_dtype(input_dtype), name=input_name)
+    signatures = signatures or {"serving_default": None}
 
     def serve(x: Any) -> dict[str, Any]:
         outputs = model(x, training=False)
@@ -358,13 +368,43 @@ def write_inference_savedmodel(model: Any, directory: str, input_name: str, inpu
             outputs = [outputs]
         return dict(zip(output_names, outputs))
 
+    specs = {name: tf_.TensorSpec([batch, *sample_shape], tf_.as_dtype(input_dtype), name=input_name)
+             for name, batch in signatures.items()}
     if flavour_of(model) is KerasFlavour.KERAS3:
         archive = keras3().export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(signature_name, serve, input_signature=[spec])
+        for name, spec in specs.items():
+            archive.add_endpoint(name, serve, input_signature=[spec])
         archive.write_out(directory, verbose=False)
         return
     module = tf_.Module()
     module.model = model
-    module.serve = tf_.function(serve, input_signature=[spec])
-    tf_.saved_model.save(module, directory, signatures={signature_name: module.serve.get_concrete_function()})
+    functions = {name: tf_.function(serve, input_signature=[spec]) for name, spec in specs.items()}
+    for name, function in functions.items():
+        setattr(module, name, function)
+    tf_.saved_model.save(module, directory,
+                         signatures={name: f.get_concrete_function() for name, f in functions.items()})
+
+
+def io_names(model: Any) -> tuple[str, list[str]]:
+    """Serving names for a single-input Keras model: its input layer's and output layers' names.
+
+    Both Kerases name a functional model's tensors after the layers that made them (``image``,
+    ``probabilities``), unlike Keras 3 ``model.export()`` whose input key is an unstable tensor
+    name (``keras_tensor_801``).
+    """
+    from tfdeploy.errors import TfdeployError
+
+    inputs = list(getattr(model, "inputs", None) or [])
+    if len(inputs) != 1:
+        raise TfdeployError(
+            f"Serving export supports single-input models. Received: model {getattr(model, 'name', '?')!r} "
+            f"with {len(inputs)} inputs"
+        )
+    input_name = inputs[0]._keras_history[0].name
+    outputs = list(getattr(model, "outputs", None) or [])
+    output_names = []
+    for tensor in outputs:
+        name = tensor._keras_history[0].name
+        output_names.append(name if name not in output_names else f"{name}_{len(output_names)}")
+    return input_name, output_names or ["output"]

@@ -18,7 +18,7 @@ import click
 
 from tfdeploy import __version__
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import IoDtype, Recipe
+from tfdeploy.recipes import IoDtype, Recipe, VersionPolicy
 
 
 @dataclasses.dataclass
@@ -163,6 +163,208 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
     )
     report = compress(config)
     click.echo(report.to_json() if as_json else report.to_table())
+
+
+def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,8,32. Received: {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"batch sizes must be positive integers. Received: {value!r}")
+    return sizes
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    if value == "auto":
+        return None
+    if not value.isdigit():
+        raise click.BadParameter(f"a version is a non-negative integer or 'auto'. Received: {value!r}")
+    return int(value)
+
+
+def _extra_signatures(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, int | None]:
+    signatures: dict[str, int | None] = {}
+    for spec in value:
+        name, _, batch = spec.partition(":")
+        if not name or (batch and not batch.isdigit()):
+            raise click.BadParameter(f"expected NAME or NAME:BATCH, e.g. serving_b8:8. Received: {spec!r}")
+        signatures[name] = int(batch) if batch else None
+    return signatures
+
+
+warmup_options = [
+    click.option("--warmup-data", type=click.Path(path_type=Path),
+                 help="Real warmup samples: .npz or image directory (default: synthesized from the signature)."),
+    click.option("--warmup-batch-sizes", default="1", show_default=True, callback=_batch_sizes,
+                 help="One warmup request per batch size, e.g. 1,8,32."),
+]
+
+
+def with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def decorate(func: Any) -> Any:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+@main.command("export")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--base-dir", required=True, type=click.Path(path_type=Path), help="Model base path: models/NAME.")
+@click.option("--version", "version", default="auto", show_default=True, callback=_version,
+              help="Version number, or auto (highest existing + 1).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing version.")
+@click.option("--source-model", type=click.Path(path_type=Path),
+              help="For a .tflite MODEL: the Keras model it came from (for the SavedModel beside it).")
+@click.option("--signature-batch-size", type=click.IntRange(min=1),
+              help="Fixed batch dimension of serving_default (default: dynamic).")
+@click.option("--extra-signature", "extra_signatures", multiple=True, callback=_extra_signatures,
+              metavar="NAME[:BATCH]", help="Export another Predict signature (repeatable).")
+@click.option("--input-name", help="Signature input key (default: the model's input layer name).")
+@click.option("--no-warmup", is_flag=True, help="Do not write the warmup file.")
+@with_options(warmup_options)
+@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@library_command
+def export_command(model: Path, base_dir: Path, version: int | None, overwrite: bool, source_model: Path | None,
+                   signature_batch_size: int | None, extra_signatures: dict[str, int | None], input_name: str | None,
+                   no_warmup: bool, warmup_data: Path | None, warmup_batch_sizes: tuple[int, ...],
+                   custom_objects: tuple[str, ...], as_json: bool) -> None:
+    """Export MODEL as a new TF Serving version under --base-dir (atomic, with warmup)."""
+    from tfdeploy.export import ExportConfig, export
+    from tfdeploy.model import parse_custom_objects
+
+    config = ExportConfig(
+        model=model, base_dir=base_dir, version=version, overwrite=overwrite, source_model=source_model,
+        batch_size=signature_batch_size, extra_signatures=extra_signatures, input_name=input_name,
+        warmup=not no_warmup, warmup_data=warmup_data, warmup_batch_sizes=warmup_batch_sizes,
+        custom_objects=parse_custom_objects(custom_objects), progress=progress,
+    )
+    report = export(config)
+    click.echo(report.to_json() if as_json else report.to_table())
+
+
+@main.group("warmup")
+def warmup_group() -> None:
+    """TF Serving warmup files (assets.extra/tf_serving_warmup_requests)."""
+
+
+@warmup_group.command("write")
+@click.argument("version_dir", type=click.Path(path_type=Path))
+@with_options(warmup_options)
+@click.option("--signature", "signature_name", default="serving_default", show_default=True)
+@click.option("--seed", "seed", default=0, show_default=True, type=int, help="Seed of synthesized values.")
+@library_command
+def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_batch_sizes: tuple[int, ...],
+                         signature_name: str, seed: int) -> None:
+    """Write (or replace) the warmup file of an exported VERSION_DIR.
+
+    Server-side replay count is TF Serving's num_request_iterations: set it with
+    `tfdeploy serving-config --warmup-iterations N`.
+    """
+    from tfdeploy.warmup import write_warmup
+
+    report = write_warmup(version_dir, data=warmup_data, batch_sizes=warmup_batch_sizes,
+                          signature_name=signature_name, seed=seed)
+    click.echo(report.to_table())
+
+
+@main.command("verify")
+@click.argument("version_dir", type=click.Path(path_type=Path))
+@click.option("--model", "source_model", type=click.Path(path_type=Path), help="Source model for output parity.")
+@click.option("--signature", "signature_name", default="serving_default", show_default=True)
+@click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
+@click.option("--atol", default=1e-4, show_default=True, type=float, help="Parity tolerance.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@library_command
+def verify_command(version_dir: Path, source_model: Path | None, signature_name: str, no_cold_start: bool,
+                   atol: float, as_json: bool) -> None:
+    """Check VERSION_DIR the way TF Serving would load it; exit 1 if any check fails."""
+    from tfdeploy.verify import verify
+
+    report = verify(version_dir, source_model=source_model, signature_name=signature_name,
+                    cold_start=not no_cold_start, atol=atol)
+    click.echo(report.to_json() if as_json else report.to_table())
+    if not report.passed:
+        sys.exit(1)
+
+
+def _served_models(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
+    for spec in value:
+        name, sep, base = spec.partition("=")
+        if not sep or not name or not base:
+            raise click.BadParameter(f"expected NAME=BASE_DIR, e.g. fashion=models/fashion. Received: {spec!r}")
+        pairs.append((name, base))
+    return pairs
+
+
+def _labels(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    labels: dict[str, dict[str, int]] = {}
+    for spec in value:
+        model, _, rest = spec.partition(":")
+        label, _, version = rest.partition("=")
+        if not model or not label or not version.isdigit():
+            raise click.BadParameter(f"expected MODEL:LABEL=VERSION, e.g. fashion:stable=1. Received: {spec!r}")
+        labels.setdefault(model, {})[label] = int(version)
+    return labels
+
+
+@main.command("serving-config")
+@click.option("--model", "models", multiple=True, required=True, callback=_served_models, metavar="NAME=BASE_DIR",
+              help="A model to serve (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--version-policy", type=click.Choice([p.value for p in VersionPolicy]), default="latest",
+              show_default=True)
+@click.option("--versions", default="", help="specific: versions to serve (1,2); latest: how many (N).")
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="MODEL:LABEL=VERSION",
+              help="Version label (repeatable).")
+@click.option("--storage-uri", "storage_uris", multiple=True, callback=_served_models, metavar="NAME=URI",
+              help="KServe storageUri of a model (default: its base dir).")
+@click.option("--image", default="tensorflow/serving:2.21.0", show_default=True, help="Base image.")
+@click.option("--rest-port", default=8501, show_default=True, type=int)
+@click.option("--grpc-port", default=8500, show_default=True, type=int)
+@click.option("--enable-batching", is_flag=True, help="Server-side batching.")
+@click.option("--max-batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--allowed-batch-sizes", default="1,8,32", show_default=True, callback=_batch_sizes)
+@click.option("--batch-timeout-micros", default=2000, show_default=True, type=click.IntRange(min=0))
+@click.option("--num-batch-threads", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--num-load-threads", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--num-unload-threads", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--load-pool-threads", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Threads of the dedicated model-load pool.")
+@click.option("--file-system-poll-wait-seconds", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--warmup-iterations", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server-side replays of each warmup record (num_request_iterations).")
+@click.option("--gpu-allow-growth", is_flag=True, help="allow_growth in the session config (GPU servers).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+@library_command
+def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version_policy: str, versions: str,
+                           labels: dict[str, dict[str, int]], storage_uris: list[tuple[str, str]], image: str,
+                           rest_port: int, grpc_port: int, enable_batching: bool, max_batch_size: int,
+                           allowed_batch_sizes: tuple[int, ...], batch_timeout_micros: int, num_batch_threads: int,
+                           num_load_threads: int, num_unload_threads: int, load_pool_threads: int,
+                           file_system_poll_wait_seconds: int, warmup_iterations: int, gpu_allow_growth: bool,
+                           overwrite: bool) -> None:
+    """Generate TF Serving config (models, platform, batching, monitoring, Docker, KServe) for exported models."""
+    from tfdeploy.serving_config import ServedModel, ServingConfig, write_serving_config
+
+    version_list = [int(v) for v in versions.split(",") if v.strip().isdigit()]
+    uris = dict(storage_uris)
+    config = ServingConfig(
+        models=[ServedModel(name=name, base_dir=base, policy=VersionPolicy(version_policy), versions=version_list,
+                            labels=labels.get(name, {}), storage_uri=uris.get(name)) for name, base in models],
+        out_dir=out_dir, image=image, rest_port=rest_port, grpc_port=grpc_port, enable_batching=enable_batching,
+        max_batch_size=max_batch_size, allowed_batch_sizes=allowed_batch_sizes,
+        batch_timeout_micros=batch_timeout_micros, num_batch_threads=num_batch_threads,
+        num_load_threads=num_load_threads, num_unload_threads=num_unload_threads,
+        load_pool_threads=load_pool_threads, file_system_poll_wait_seconds=file_system_poll_wait_seconds,
+        warmup_iterations=warmup_iterations, gpu_allow_growth=gpu_allow_growth, overwrite=overwrite,
+    )
+    report = write_serving_config(config)
+    click.echo(report.to_table())
 
 
 if __name__ == "__main__":  # pragma: no cover

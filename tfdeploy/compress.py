@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import time
@@ -28,7 +29,8 @@ from tfdeploy import backend
 from tfdeploy.backend import KerasFlavour
 from tfdeploy.data import Dataset, fit_to_input, load_data
 from tfdeploy.errors import TfdeployError
-from tfdeploy.model import LoadedModel, ModelFormat, artifact_size, count_params, load_model, publish_path, save_model
+from tfdeploy.files import ensure_writable, write_atomic
+from tfdeploy.model import LoadedModel, ModelFormat, artifact_size, count_params, load_model, save_model
 from tfdeploy.predictors import Predictor, keras_predictor, median_latency_ms, tflite_predictor
 from tfdeploy.recipes import IoDtype, Recipe
 from tfdeploy.report import Report, format_bytes, format_markdown_table, format_table
@@ -336,11 +338,8 @@ class _CompressionRun:
 
     def write_tflite(self, recipe: Recipe, blob: bytes) -> Path:
         target = self.out_dir / f"{recipe.value}.tflite"
-        publish_path(target, self.config.overwrite)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, target)
-        return target
+        ensure_writable(target, self.config.overwrite)
+        return write_atomic(target, blob)
 
     def representative(self) -> np.ndarray:
         assert self.data is not None
@@ -574,16 +573,10 @@ def _write_chart(report: CompressionReport, path: Path) -> None:
     ax.set_title("Size vs accuracy per variant")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
 
 
 def compress(config: CompressConfig) -> CompressionReport:
@@ -672,7 +665,7 @@ def compress(config: CompressConfig) -> CompressionReport:
         bridge_max_abs_diff=run.bridge_max_abs_diff, bridge_dropped_config_keys=run.bridge_dropped_config_keys,
     )
     report.files = [str(out_dir / name) for name in ("report.json", "report.md", "report.png")]
-    _write_text(out_dir / "report.json", report.to_json())
-    _write_text(out_dir / "report.md", report.to_markdown())
+    write_atomic(out_dir / "report.json", report.to_json())
+    write_atomic(out_dir / "report.md", report.to_markdown())
     _write_chart(report, out_dir / "report.png")
     return report

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import os
 import time
 from pathlib import Path
@@ -226,12 +227,13 @@ def prepare_example(out_dir: str | os.PathLike, epochs: int = 5, alpha: float = 
     Example:
         >>> print(prepare_example("example"))      # doctest: +SKIP
     """
-    from tfdeploy.model import publish_path, save_model
+    from tfdeploy.files import ensure_writable, write_atomic
+    from tfdeploy.model import save_model
 
     out = Path(out_dir)
     model_path, data_path = out / "model.keras", out / "data.npz"
     for target in (model_path, data_path):
-        publish_path(target, overwrite)
+        ensure_writable(target, overwrite)
     data = example_dataset(image_size=image_size, full=full_data)
     model = build_example_model(alpha=alpha, image_size=image_size)
     if progress:
@@ -239,8 +241,8 @@ def prepare_example(out_dir: str | os.PathLike, epochs: int = 5, alpha: float = 
                  f"for {epochs} epoch(s)")
     fine_tune = fine_tune_example(model, data, epochs=epochs, progress=progress)
     save_model(model, model_path, overwrite=overwrite)
-    tmp = data_path.with_name(".data.tmp.npz")
-    np.savez_compressed(tmp, x=data.x, y=data.y, x_val=data.x_val, y_val=data.y_val)
-    os.replace(tmp, data_path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=data.x, y=data.y, x_val=data.x_val, y_val=data.y_val)
+    write_atomic(data_path, buffer.getvalue())
     return ExampleReport(model_path=str(model_path), data_path=str(data_path), data_source=data.source,
                          params=int(model.count_params()), fine_tune=fine_tune)

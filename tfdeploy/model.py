@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from tfdeploy import backend
 from tfdeploy.backend import KerasFlavour
 from tfdeploy.errors import TfdeployError
+from tfdeploy.files import ensure_writable
 
 
 class ModelFormat(str, enum.Enum):
@@ -306,15 +307,6 @@ def _detached_optimizer(model: Any) -> Iterator[None]:
                 object.__setattr__(model, name, value)
 
 
-def publish_path(target: Path, overwrite: bool) -> None:
-    """Checks that ``target`` may be written (refuses to replace it unless ``overwrite``)."""
-    if target.exists() and not overwrite:
-        raise TfdeployError(
-            f"The output already exists; pass --overwrite (overwrite=True) to replace it. Received: path={str(target)!r}"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-
-
 def save_model(model: Any, path: str | os.PathLike, include_optimizer: bool = False, overwrite: bool = False) -> Path:
     """Saves a Keras 3 or tf_keras model as ``.keras`` or ``.h5``, by default without optimizer state.
 
@@ -344,7 +336,7 @@ def save_model(model: Any, path: str | os.PathLike, include_optimizer: bool = Fa
     if path.suffix.lower() not in (ModelFormat.KERAS.value, ModelFormat.H5.value, ".hdf5"):
         raise TfdeployError(f"save_model writes .keras or .h5 files. Received: path={str(path)!r}")
     fmt = ModelFormat.of_path(path)
-    publish_path(path, overwrite)
+    ensure_writable(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.unlink(tmp_name)  # Keras refuses to overwrite silently in some versions; give it a fresh name.

@@ -1,4 +1,4 @@
-"""The compression recipes: one enum, the single source of truth for names and CLI choices.
+"""The choices of tfdeploy: one enum each, the single source of truth for names and CLI choices.
 
 Example:
     >>> Recipe.parse_list("strip")
@@ -36,6 +36,14 @@ class IoDtype(str, enum.Enum):
     FLOAT32 = "float32"
     INT8 = "int8"
     UINT8 = "uint8"
+
+
+class VersionPolicy(str, enum.Enum):
+    """Which versions TF Serving keeps loaded (``model_version_policy`` in ``models.config``)."""
+
+    LATEST = "latest"
+    SPECIFIC = "specific"
+    ALL = "all"
 
 
 class Recipe(str, enum.Enum):

@@ -70,7 +70,8 @@ def convert(model: Any, mode: TfliteMode, representative: np.ndarray | None = No
     with tempfile.TemporaryDirectory(prefix="tfdeploy-tflite-") as tmp:
         # A SavedModel of the inference call is the converter's best-supported input, the same
         # for Keras 3, tf_keras and TFMOT-wrapped models.
-        backend.write_inference_savedmodel(model, tmp, "input", shape, dtype.name, ["output"])
+        input_name, output_names = backend.io_names(model)  # the TFLite signature matches the SavedModel's
+        backend.write_inference_savedmodel(model, tmp, input_name, shape[1:], dtype.name, output_names)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         return _run_converter(converter, model, mode, representative, io_dtype, dtype)
 

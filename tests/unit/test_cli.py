@@ -1,8 +1,6 @@
-import json
 import subprocess
 import sys
 
-import pytest
 from click.testing import CliRunner
 
 from tfdeploy import __version__

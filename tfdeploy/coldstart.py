@@ -1,0 +1,113 @@
+"""Cold start of a SavedModel version, measured in a fresh Python process.
+
+A fresh process is the only honest cold start: TF's lazy initialisation (graph optimisation,
+kernel selection, allocator growth) has happened in any process that already ran the model.
+``python -m tfdeploy.coldstart VERSION_DIR [--replay-warmup]`` loads the version, optionally
+replays its warmup file the way TF Serving does, then times the first real request and a
+steady-state series, and prints JSON.
+
+Example:
+    >>> result = measure_cold_start("models/fashion/1", replay_warmup=True)   # doctest: +SKIP
+    >>> result["first_ms"] / result["steady_p50_ms"]
+    1.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tfdeploy.errors import TfdeployError
+
+
+def replay_warmup(signatures: Any, logs: list[Any], iterations: int = 1) -> int:
+    """Runs every Predict record through the loaded signatures; returns the number of calls made."""
+    from tfdeploy import backend
+    from tfdeploy.warmup import request_of
+
+    tf = backend.tf()
+    calls = 0
+    for _ in range(iterations):
+        for log in logs:
+            kind, request = request_of(log)
+            if kind != "predict_log":
+                continue
+            function = signatures[request.model_spec.signature_name or "serving_default"]
+            function(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+            calls += 1
+    return calls
+
+
+def _measure_here(version_dir: str, replay: bool, steady_calls: int, signature_name: str) -> dict[str, Any]:
+    import numpy as np
+
+    from tfdeploy import backend
+    from tfdeploy.signature import read_signatures
+    from tfdeploy.warmup import WARMUP_FILE, synthesize_inputs, read_warmup
+
+    tf = backend.tf()
+    start = time.perf_counter()
+    loaded = tf.saved_model.load(version_dir, tags=["serve"])
+    load_ms = (time.perf_counter() - start) * 1000
+    function = loaded.signatures[signature_name]
+    warmup_ms, warmup_calls = None, 0
+    if replay:
+        start = time.perf_counter()
+        warmup_calls = replay_warmup(loaded.signatures, read_warmup(Path(version_dir) / WARMUP_FILE))
+        warmup_ms = (time.perf_counter() - start) * 1000
+    signature = read_signatures(version_dir)[signature_name]
+    request = {k: tf.constant(v) for k, v in synthesize_inputs(signature, 1, np.random.default_rng(12345)).items()}
+    start = time.perf_counter()
+    function(**request)
+    first_ms = (time.perf_counter() - start) * 1000
+    steady = []
+    for _ in range(steady_calls):
+        start = time.perf_counter()
+        function(**request)
+        steady.append((time.perf_counter() - start) * 1000)
+    p50 = statistics.median(steady)
+    return {"version_dir": version_dir, "replay_warmup": replay, "load_ms": load_ms, "warmup_ms": warmup_ms,
+            "warmup_calls": warmup_calls, "first_ms": first_ms, "steady_p50_ms": p50,
+            "first_over_steady": first_ms / p50 if p50 > 0 else None}
+
+
+def measure_cold_start(version_dir: str | os.PathLike, replay_warmup: bool, steady_calls: int = 30,
+                       signature_name: str = "serving_default", timeout: float = 300) -> dict[str, Any]:
+    """Runs the measurement in a fresh process and returns its JSON result.
+
+    Raises:
+        TfdeployError: If the child process fails (its last error line is included).
+    """
+    command = [sys.executable, "-m", "tfdeploy.coldstart", str(version_dir), "--steady-calls", str(steady_calls),
+               "--signature", signature_name] + (["--replay-warmup"] if replay_warmup else [])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TfdeployError(f"Cold-start measurement failed: {last}. Received: path={str(version_dir)!r}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:  # pragma: no cover - exercised through measure_cold_start in a subprocess
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("version_dir")
+    parser.add_argument("--replay-warmup", action="store_true")
+    parser.add_argument("--steady-calls", type=int, default=30)
+    parser.add_argument("--signature", default="serving_default")
+    args = parser.parse_args()
+    try:
+        print(json.dumps(_measure_here(args.version_dir, args.replay_warmup, args.steady_calls, args.signature)))
+    except TfdeployError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Export for TensorFlow Serving: an atomically published, numbered version directory.
+
+TF Serving loads any numeric directory under the model's base path as soon as it appears, and
+will happily serve a half-copied one. So the whole version — SavedModel, warmup file, optional
+``model.tflite`` — is written into a hidden temporary directory beside the target and renamed
+into place in one step; a failed or interrupted export leaves no numeric directory behind.
+
+Example:
+    >>> from tfdeploy.export import ExportConfig, export
+    >>> report = export(ExportConfig("example/model.keras", "models/fashion"))   # doctest: +SKIP
+    >>> report.version_dir
+    'models/fashion/1'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tfdeploy import backend
+from tfdeploy.data import Dataset
+from tfdeploy.errors import TfdeployError
+from tfdeploy.files import publish_directory, staging_directory
+from tfdeploy.model import load_model
+from tfdeploy.report import Report
+from tfdeploy.signature import read_signatures
+from tfdeploy.warmup import WarmupReport, write_warmup
+
+TFLITE_FILE = "model.tflite"  # what TF Serving's --prefer_tflite_model loads from a version directory
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Options of :func:`export`.
+
+    Attributes:
+        model: Keras model file / SavedModel to export, or a ``.tflite`` variant (then
+            ``source_model`` gives the Keras model for the SavedModel beside it).
+        base_dir: The model's base path (``models/NAME``); versions are its numbered subdirectories.
+        version: Version number; ``None`` for the highest existing + 1.
+        overwrite: Replace an existing version (otherwise it is never touched).
+        source_model: For a ``.tflite`` model: the Keras model it was made from.
+        batch_size: Fixed batch dimension of ``serving_default``; ``None`` keeps it dynamic.
+        extra_signatures: More Predict signatures, name -> fixed batch size (``None`` dynamic).
+        input_name: Signature input key (default: the model's input layer name).
+        warmup: Write the warmup file.
+        warmup_data: Real samples for warmup (path or Dataset); ``None`` synthesizes them.
+        warmup_batch_sizes: One warmup request per batch size.
+        custom_objects: Custom layers needed to load the model.
+    """
+
+    model: str | os.PathLike
+    base_dir: str | os.PathLike
+    version: int | None = None
+    overwrite: bool = False
+    source_model: str | os.PathLike | None = None
+    batch_size: int | None = None
+    extra_signatures: Mapping[str, int | None] = dataclasses.field(default_factory=dict)
+    input_name: str | None = None
+    warmup: bool = True
+    warmup_data: str | os.PathLike | Dataset | None = None
+    warmup_batch_sizes: tuple[int, ...] = (1,)
+    custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    progress: Callable[[str], None] = lambda message: None
+
+
+@dataclasses.dataclass
+class ExportReport(Report):
+    """The published version."""
+
+    version_dir: str
+    version: int
+    model: str
+    flavour: str
+    signatures: dict[str, dict[str, Any]]
+    tflite: str | None
+    warmup: WarmupReport | None
+    files: int
+    bytes: int
+
+    def rows(self) -> list[tuple[str, Any]]:
+        rows: list[tuple[str, Any]] = [("version directory", self.version_dir), ("model", f"{self.model} ({self.flavour})")]
+        for name, sig in self.signatures.items():
+            rows.append((f"signature {name}", f"inputs {sig['inputs']} -> outputs {sig['outputs']}"))
+        rows.append(("model.tflite", self.tflite))
+        if self.warmup:
+            rows.append(("warmup", f"{self.warmup.records} record(s), batch sizes {self.warmup.batch_sizes}, "
+                                   f"{self.warmup.source}"))
+        rows.append(("files / bytes", f"{self.files} / {self.bytes}"))
+        return rows
+
+
+def existing_versions(base_dir: str | os.PathLike) -> list[int]:
+    """Numeric version directories under ``base_dir``, ascending."""
+    base = Path(base_dir)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resolve_version(base_dir: str | os.PathLike, version: int | None, overwrite: bool) -> int:
+    """The version to write: ``version`` or highest + 1; refuses an existing one without ``overwrite``."""
+    versions = existing_versions(base_dir)
+    if version is None:
+        return (versions[-1] + 1) if versions else 1
+    if version < 0:
+        raise TfdeployError(f"A version is a non-negative integer. Received: version={version}")
+    if version in versions and not overwrite:
+        raise TfdeployError(
+            f"Version {version} already exists and TF Serving may be serving it; it is never modified. Use "
+            f"--version auto for the next one ({versions[-1] + 1}) or --overwrite. "
+            f"Received: path={str(Path(base_dir) / str(version))!r}"
+        )
+    return version
+
+
+def _write_version(config: ExportConfig, staging: Path, model: Any, model_name: str) -> WarmupReport | None:
+    input_name, output_names = backend.io_names(model)
+    input_name = config.input_name or input_name
+    sample_shape = [int(d) if d is not None else None for d in model.inputs[0].shape[1:]]
+    dtype = getattr(model.inputs[0].dtype, "name", model.inputs[0].dtype)
+    signatures = {"serving_default": config.batch_size, **dict(config.extra_signatures)}
+    config.progress(f"Writing SavedModel with signatures {sorted(signatures)}")
+    backend.write_inference_savedmodel(model, str(staging), input_name, sample_shape, str(dtype), output_names,
+                                       signatures=signatures)
+    if Path(config.model).suffix == ".tflite":
+        shutil.copyfile(config.model, staging / TFLITE_FILE)
+    if not config.warmup:
+        return None
+    config.progress(f"Writing warmup records for batch sizes {list(config.warmup_batch_sizes)}")
+    return write_warmup(staging, data=config.warmup_data, batch_sizes=config.warmup_batch_sizes,
+                        model_name=model_name)
+
+
+def export(config: ExportConfig) -> ExportReport:
+    """Exports a model as a new TF Serving version, warmup included, published atomically.
+
+    Args:
+        config: An :class:`ExportConfig`.
+
+    Returns:
+        An :class:`ExportReport`.
+
+    Raises:
+        TfdeployError: If the version exists (without ``overwrite``), the model cannot be
+            loaded or exported, or the warmup breaks a TF Serving rule. Nothing is left in
+            ``base_dir`` then.
+
+    Example:
+        >>> export(ExportConfig("m.keras", "models/m", warmup_batch_sizes=(1, 8))).version   # doctest: +SKIP
+        1
+    """
+    base = Path(config.base_dir)
+    if base.exists() and not base.is_dir():
+        raise TfdeployError(f"The base directory is a file. Received: base_dir={str(base)!r}")
+    source = Path(config.model)
+    if source.suffix == ".tflite":
+        if not source.is_file():
+            raise TfdeployError(f"No TFLite model at this path. Received: path={str(source)!r}")
+        if config.source_model is None:
+            raise TfdeployError(
+                "A .tflite variant is served beside a SavedModel: pass --source-model with the Keras model it was "
+                f"made from (TF Serving loads model.tflite with --prefer_tflite_model). Received: path={str(source)!r}"
+            )
+        source = Path(config.source_model)
+    version = resolve_version(base, config.version, config.overwrite)
+    config.progress(f"Loading {source}")
+    loaded = load_model(source, custom_objects=config.custom_objects)
+    base.mkdir(parents=True, exist_ok=True)
+    target = base / str(version)
+    staging = staging_directory(target)
+    try:
+        warmup = _write_version(config, staging, loaded.model, base.resolve().name)
+        publish_directory(staging, target, config.overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if isinstance(warmup, WarmupReport):
+        warmup.path = str(target / Path(warmup.path).relative_to(staging))
+    files = [p for p in target.rglob("*") if p.is_file()]
+    return ExportReport(
+        version_dir=str(target), version=version, model=str(config.model), flavour=loaded.flavour.value,
+        signatures={name: {"inputs": {k: [d if d is not None else -1 for d in (v.shape or ())] for k, v in sig.inputs.items()},
+                           "outputs": sorted(sig.outputs)}
+                    for name, sig in read_signatures(target).items()},
+        tflite=str(target / TFLITE_FILE) if (target / TFLITE_FILE).exists() else None,
+        warmup=warmup, files=len(files), bytes=sum(p.stat().st_size for p in files),
+    )

@@ -1,0 +1,260 @@
+"""TF Serving warmup files: ``assets.extra/tf_serving_warmup_requests``.
+
+The file is an uncompressed TFRecord of ``tensorflow.serving.PredictionLog`` protos. TF Serving
+replays each record right after loading a version and before serving it, so the first real
+request does not pay for lazy initialisation. The rules TF Serving enforces are enforced here at
+write time: at most 1000 records, ``model_spec.signature_name`` must exist, the request's input
+keys must equal the signature's inputs, and dtypes/shapes must fit. Any failing record fails the
+whole version load in TF Serving.
+
+Example:
+    >>> report = write_warmup("models/fashion/3", batch_sizes=(1, 8, 32))   # doctest: +SKIP
+    >>> report.records
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfdeploy import backend
+from tfdeploy.data import Dataset
+from tfdeploy.errors import TfdeployError
+from tfdeploy.report import Report
+from tfdeploy.signature import PREDICT_METHOD, SignatureInfo, read_signatures
+
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (kMaxNumRecords in saved_model_warmup_util)
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+
+
+@dataclasses.dataclass
+class WarmupReport(Report):
+    """What :func:`write_warmup` wrote."""
+
+    path: str
+    records: int
+    signature_name: str
+    batch_sizes: list[int]
+    source: str
+    inputs: dict[str, list[int]]
+
+
+def synthesize_inputs(signature: SignatureInfo, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, spec in signature.inputs.items():
+        if spec.shape is None:
+            raise TfdeployError(
+                f"Input {key!r} of signature {signature.name!r} has unknown rank; give --warmup-data. "
+                f"Received: signature={signature.name!r}"
+            )
+        shape = [batch if i == 0 and d is None else (1 if d is None else d) for i, d in enumerate(spec.shape)]
+        if spec.dtype.startswith("float"):
+            arrays[key] = rng.normal(0, 1, size=shape).astype(spec.dtype)
+        elif spec.dtype.startswith(("int", "uint")):
+            arrays[key] = rng.integers(0, 10, size=shape).astype(spec.dtype)
+        elif spec.dtype == "bool":
+            arrays[key] = rng.integers(0, 2, size=shape).astype(bool)
+        elif spec.dtype == "string":
+            arrays[key] = np.full(shape, b"", dtype=object)
+        else:
+            raise TfdeployError(f"Cannot synthesize warmup input {key!r} of dtype {spec.dtype}; give --warmup-data.")
+    return arrays
+
+
+def _from_data(signature: SignatureInfo, data: Dataset, batch: int, offset: int) -> dict[str, np.ndarray]:
+    if len(signature.inputs) != 1:
+        raise TfdeployError(
+            f"Warmup data fills one input, but signature {signature.name!r} has inputs "
+            f"{sorted(signature.inputs)}. Received: data={data.source!r}"
+        )
+    (key, spec), = signature.inputs.items()
+    index = (np.arange(batch) + offset) % len(data.x)
+    return {key: data.x[index].astype(spec.dtype)}
+
+
+def predict_log(model_name: str, signature_name: str, inputs: dict[str, np.ndarray]) -> Any:
+    """Builds a ``PredictionLog`` holding a ``PredictRequest`` for ``inputs``."""
+    tf = backend.tf()
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+def request_of(log: Any) -> tuple[str, Any]:
+    """The request inside a PredictionLog and its kind (``predict``, ``classify``, ...)."""
+    kind = log.WhichOneof("log_type")
+    if kind is None:
+        raise TfdeployError("A warmup record is an empty PredictionLog (no log_type set).")
+    return kind, getattr(log, kind).request
+
+
+def check_warmup_logs(logs: Sequence[Any], signatures: dict[str, SignatureInfo]) -> None:
+    """Applies TF Serving's warmup rules; raises TfdeployError naming the record and field at fault."""
+    tf = backend.tf()
+    if len(logs) > MAX_WARMUP_RECORDS:
+        raise TfdeployError(
+            f"TF Serving accepts at most {MAX_WARMUP_RECORDS} warmup records and fails the load otherwise. "
+            f"Received: records={len(logs)}"
+        )
+    for index, log in enumerate(logs):
+        kind, request = request_of(log)
+        if kind not in ("predict_log", "classify_log", "regress_log", "multi_inference_log"):
+            raise TfdeployError(f"Warmup record {index}: TF Serving cannot replay a {kind}. Received: log_type={kind!r}")
+        name = request.model_spec.signature_name or "serving_default"
+        if name not in signatures:
+            raise TfdeployError(
+                f"Warmup record {index}: model_spec.signature_name {name!r} is not in the SavedModel "
+                f"(has {sorted(signatures)}). Received: signature_name={name!r}"
+            )
+        if kind != "predict_log":
+            continue
+        signature = signatures[name]
+        keys = set(request.inputs)
+        if keys != set(signature.inputs):
+            raise TfdeployError(
+                f"Warmup record {index}: request input keys {sorted(keys)} must equal the inputs of signature "
+                f"{name!r}: {sorted(signature.inputs)}. Received: inputs={sorted(keys)}"
+            )
+        for key, proto in request.inputs.items():
+            array = tf.make_ndarray(proto)
+            dtype = "string" if array.dtype == object else array.dtype.name
+            if not signature.inputs[key].accepts(dtype, tuple(array.shape)):
+                spec = signature.inputs[key]
+                raise TfdeployError(
+                    f"Warmup record {index}: input {key!r} is {dtype}{list(array.shape)} but signature {name!r} "
+                    f"expects {spec.dtype}{list(spec.shape) if spec.shape else '[?]'}. "
+                    f"Received: {key}={dtype}{list(array.shape)}"
+                )
+
+
+def write_warmup_records(version_dir: str | os.PathLike, logs: Sequence[Any]) -> Path:
+    """Checks ``logs`` against the SavedModel and writes them as the version's warmup file (atomically)."""
+    tf = backend.tf()
+    version_dir = Path(version_dir)
+    check_warmup_logs(logs, read_signatures(version_dir))
+    target = version_dir / WARMUP_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:  # uncompressed: TF Serving reads no other kind
+            for log in logs:
+                writer.write(log.SerializeToString())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def _load_for_signature(path: str | os.PathLike, signature: SignatureInfo) -> Dataset:
+    from tfdeploy.data import load_data
+
+    shape = list(next(iter(signature.inputs.values())).shape or ())[1:]
+    image = len(shape) == 3 and None not in shape
+    return load_data(path, image_size=shape[:2] if image else None, channels=shape[2] if image else None)
+
+
+def write_warmup(
+    version_dir: str | os.PathLike,
+    data: Dataset | str | os.PathLike | None = None,
+    batch_sizes: Sequence[int] = (1,),
+    signature_name: str = "serving_default",
+    model_name: str | None = None,
+    seed: int = 0,
+) -> WarmupReport:
+    """Writes ``assets.extra/tf_serving_warmup_requests`` for an exported version.
+
+    One Predict request per batch size (batching servers warm each allowed batch size), built
+    from real samples (``data``) or synthesized from the signature (its dtypes and shapes,
+    random values from ``seed``).
+
+    Args:
+        version_dir: The numbered version directory with ``saved_model.pb``.
+        data: Real inputs (a Dataset, ``.npz`` or image directory, resized to the signature);
+            ``None`` to synthesize from the signature.
+        batch_sizes: Batch size of each request.
+        signature_name: Signature the requests call (must exist).
+        model_name: ``model_spec.name`` (default: the base directory's name).
+        seed: Seed for synthesized values.
+
+    Returns:
+        A :class:`WarmupReport`.
+
+    Raises:
+        TfdeployError: If a TF Serving warmup rule would be broken.
+
+    Example:
+        >>> write_warmup("models/fashion/1", batch_sizes=[1, 8]).records    # doctest: +SKIP
+        2
+    """
+    version_dir = Path(version_dir)
+    signatures = read_signatures(version_dir)
+    if signature_name not in signatures:
+        raise TfdeployError(
+            f"Signature {signature_name!r} is not in the SavedModel (has {sorted(signatures)}). "
+            f"Received: signature_name={signature_name!r}"
+        )
+    signature = signatures[signature_name]
+    if signature.method_name != PREDICT_METHOD:
+        raise TfdeployError(
+            f"Signature {signature_name!r} is a {signature.method_name} signature; tfdeploy writes Predict warmup "
+            f"records and synthesizing tf.Example inputs for it is not supported. Received: "
+            f"signature_name={signature_name!r}"
+        )
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise TfdeployError(f"Warmup batch sizes must be positive. Received: batch_sizes={list(batch_sizes)}")
+    if data is not None and not isinstance(data, Dataset):
+        data = _load_for_signature(data, signature)
+    model_name = model_name or version_dir.resolve().parent.name
+    rng = np.random.default_rng(seed)
+    logs, offset = [], 0
+    for batch in batch_sizes:
+        inputs = synthesize_inputs(signature, batch, rng) if data is None else _from_data(signature, data, batch, offset)
+        offset += batch
+        logs.append(predict_log(model_name, signature_name, inputs))
+    path = write_warmup_records(version_dir, logs)
+    return WarmupReport(
+        path=str(path), records=len(logs), signature_name=signature_name, batch_sizes=list(batch_sizes),
+        source=f"data {data.source}" if data is not None else f"synthesized from the signature (seed {seed})",
+        inputs={k: [d if d is not None else -1 for d in (v.shape or ())] for k, v in signature.inputs.items()},
+    )
+
+
+def read_warmup(path: str | os.PathLike) -> list[Any]:
+    """Reads a warmup file the way TF Serving does: TFRecord framing with CRCs, then PredictionLog.
+
+    Raises:
+        TfdeployError: ``DATA_LOSS`` for broken framing/CRC or a record that does not parse.
+    """
+    tf = backend.tf()
+    from google.protobuf.message import DecodeError
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    logs = []
+    try:
+        for index, raw in enumerate(tf.data.TFRecordDataset(str(path))):
+            log = prediction_log_pb2.PredictionLog()
+            try:
+                log.ParseFromString(raw.numpy())
+            except DecodeError as exc:
+                raise TfdeployError(f"Warmup record {index} is not a PredictionLog ({exc}). Received: path={str(path)!r}")
+            logs.append(log)
+            if len(logs) > MAX_WARMUP_RECORDS:
+                break
+    except tf.errors.DataLossError as exc:
+        raise TfdeployError(
+            f"DATA_LOSS: the warmup file is truncated or corrupt after {len(logs)} good record(s) "
+            f"({str(exc).splitlines()[0]}); TF Serving would fail to load this version. Re-write it with "
+            f"`tfdeploy warmup write`. Received: path={str(path)!r}"
+        ) from exc
+    return logs
