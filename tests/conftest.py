@@ -16,7 +16,9 @@ def build_tiny_classifier(keras, input_shape=(8, 8, 3), classes=4, seed=0, name=
     """A small convolutional classifier with named input/output layers."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(16, activation="relu", name="dense1")(x)

@@ -360,6 +360,7 @@ def write_inference_savedmodel(model: Any, directory: str, input_name: str, samp
     tf_ = tf()
     signatures = signatures or {"serving_default": None}
 
+    @tf_.autograph.experimental.do_not_convert  # plain Python around the model call; nothing to convert
     def serve(x: Any) -> dict[str, Any]:
         outputs = model(x, training=False)
         if isinstance(outputs, dict):

@@ -18,7 +18,7 @@ import click
 
 from tfdeploy import __version__
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import IoDtype, Recipe, VersionPolicy
+from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe, VersionPolicy
 
 
 @dataclasses.dataclass
@@ -139,6 +139,9 @@ def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list
               help="Representative samples for full-int8 conversion.")
 @click.option("--io-dtype", type=click.Choice([d.value for d in IoDtype]), default=IoDtype.FLOAT32.value,
               show_default=True, help="Input/output type of int8 TFLite models.")
+@click.option("--int8-granularity", type=click.Choice([g.value for g in Int8Granularity]),
+              default=Int8Granularity.PER_CHANNEL.value, show_default=True,
+              help="Weight scales of post-training int8 (per-tensor: smaller files).")
 @click.option("--custom-objects", multiple=True, metavar="MODULE:NAME",
               help="Custom layer/function needed to load the model (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace existing artifacts.")
@@ -146,7 +149,8 @@ def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list
 @library_command
 def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Path | None, epochs: int,
                      batch_size: int, learning_rate: float, target_sparsity: float, prune_structure: str | None,
-                     clusters: int, calibration_samples: int, io_dtype: str, custom_objects: tuple[str, ...],
+                     clusters: int, calibration_samples: int, io_dtype: str, int8_granularity: str,
+                     custom_objects: tuple[str, ...],
                      overwrite: bool, as_json: bool) -> None:
     """Compress MODEL with the chosen recipes and report size, accuracy and latency of each.
 
@@ -159,6 +163,7 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
         model=model, out_dir=out_dir, recipes=recipes, data=data, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, target_sparsity=target_sparsity, prune_structure=prune_structure,
         clusters=clusters, calibration_samples=calibration_samples, io_dtype=IoDtype(io_dtype),
+        int8_granularity=Int8Granularity(int8_granularity),
         custom_objects=parse_custom_objects(custom_objects), overwrite=overwrite, progress=progress,
     )
     report = compress(config)

@@ -32,7 +32,7 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.files import ensure_writable, write_atomic
 from tfdeploy.model import LoadedModel, ModelFormat, artifact_size, count_params, load_model, save_model
 from tfdeploy.predictors import Predictor, keras_predictor, median_latency_ms, tflite_predictor
-from tfdeploy.recipes import IoDtype, Recipe
+from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe
 from tfdeploy.report import Report, format_bytes, format_markdown_table, format_table
 from tfdeploy.tflite import TfliteMode, convert
 
@@ -62,6 +62,7 @@ class CompressConfig:
         clusters: Number of weight clusters of ``cluster``.
         calibration_samples: Representative samples for full-int8 conversion.
         io_dtype: Input/output type of int8 TFLite models.
+        int8_granularity: Weight-scale granularity of post-training int8 (ptq-int8, prune-int8).
         latency_repeats: Timed single-example calls per variant.
         seed: Seed for sampling calibration/synthetic inputs.
         custom_objects: Custom layers/functions needed to load the model.
@@ -81,6 +82,7 @@ class CompressConfig:
     clusters: int = 16
     calibration_samples: int = 300
     io_dtype: IoDtype = IoDtype.FLOAT32
+    int8_granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
     latency_repeats: int = 50
     seed: int = 0
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -164,7 +166,8 @@ class CompressionReport(Report):
 
     def to_table(self) -> str:
         head = f"model: {self.model} ({self.flavour}); evaluated on {self.eval_samples} samples ({self.data or 'random inputs'})"
-        return "\n".join([head, format_table(self.table_rows(), header=self.HEADER), *self.notes()])
+        notes = [note if len(note) <= 200 else note[:200] + "… (full list in report.md)" for note in self.notes()]
+        return "\n".join([head, format_table(self.table_rows(), header=self.HEADER), *notes])
 
     def to_markdown(self) -> str:
         """The report as Markdown (``report.md``)."""
@@ -445,10 +448,18 @@ class _CompressionRun:
         tk = backend.tf_keras()
         left_float: list[str] = []
 
+        def folded_batch_norm(layer: Any) -> bool:
+            # TFMOT folds BatchNormalization into the convolution before it (a layout transform,
+            # not a registry entry); a BatchNormalization after anything else stays float.
+            if not isinstance(layer, tk.layers.BatchNormalization) or not layer.inbound_nodes:
+                return False
+            inbound = layer.inbound_nodes[0].inbound_layers
+            return isinstance(inbound, (tk.layers.Conv2D, tk.layers.DepthwiseConv2D))
+
         def annotate(layer: Any) -> Any:
             if isinstance(layer, tk.layers.InputLayer):
                 return layer
-            if registry.supports(layer):
+            if registry.supports(layer) or folded_batch_norm(layer):
                 return quantize.quantize_annotate_layer(layer)
             left_float.append(f"{layer.name} ({type(layer).__name__})")
             return layer
@@ -500,6 +511,10 @@ class _CompressionRun:
     def _recipe_qat(self, recipe: Recipe) -> _Artifact:
         return self._qat_artifact(recipe, self.clone_tf_keras(), None, [])
 
+    def _recipe_prune_int8(self, recipe: Recipe) -> _Artifact:
+        model, notes = self.pruned()
+        return self._ptq(recipe, TfliteMode.INT8, self.representative(), model=model, notes=notes[1:])
+
     def _recipe_prune_qat(self, recipe: Recipe) -> _Artifact:
         from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
             default_8bit_prune_preserve_quantize_scheme as scheme,
@@ -517,12 +532,16 @@ class _CompressionRun:
         return self._qat_artifact(recipe, base, scheme.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
                                   notes[1:])
 
-    def _ptq(self, recipe: Recipe, mode: TfliteMode, representative: np.ndarray | None = None) -> _Artifact:
+    def _ptq(self, recipe: Recipe, mode: TfliteMode, representative: np.ndarray | None = None,
+             model: Any = None, notes: Sequence[str] = ()) -> _Artifact:
+        model = self.loaded.model if model is None else model
         self.progress(f"  converting to TFLite ({mode.value})")
-        blob = convert(self.loaded.model, mode, representative=representative, io_dtype=self.config.io_dtype)
-        notes = [f"calibrated on {len(representative)} samples"] if representative is not None else []
-        return _Artifact(self.write_tflite(recipe, blob), tflite_predictor(blob, recipe.value), self.loaded.model,
-                         notes)
+        blob = convert(model, mode, representative=representative, io_dtype=self.config.io_dtype,
+                       granularity=self.config.int8_granularity)
+        notes = list(notes)
+        if representative is not None:
+            notes.append(f"calibrated on {len(representative)} samples, {self.config.int8_granularity.value} scales")
+        return _Artifact(self.write_tflite(recipe, blob), tflite_predictor(blob, recipe.value), model, notes)
 
     def _recipe_tflite(self, recipe: Recipe) -> _Artifact:
         return self._ptq(recipe, TfliteMode.FLOAT32)

@@ -33,7 +33,9 @@ class Predictor:
     name: str
     runtime: str
     predict_batch: Callable[[np.ndarray], np.ndarray]
+    sample_shape: tuple[int, ...] = ()
     max_batch: int = 256
+    loaded: Any = None  # the object that must stay alive while predicting (e.g. a loaded SavedModel)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Runs ``x`` in chunks of ``max_batch`` and concatenates the outputs."""
@@ -54,7 +56,8 @@ def keras_predictor(model: Any, name: str = "keras") -> Predictor:
             out = out[0]
         return np.asarray(out)
 
-    return Predictor(name=name, runtime="tf.function", predict_batch=predict_batch)
+    shape = tuple(int(d) if d is not None else 1 for d in model.input_shape[1:])
+    return Predictor(name=name, runtime="tf.function", predict_batch=predict_batch, sample_shape=shape)
 
 
 def tflite_interpreter(source: str | os.PathLike | bytes, threads: int | None = None) -> Any:
@@ -97,14 +100,51 @@ def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", th
         return np.asarray(out, dtype="float32")
 
     return Predictor(name=name, runtime=f"tflite interpreter ({threads or 'default'} threads)",
-                     predict_batch=predict_batch)
+                     predict_batch=predict_batch, sample_shape=tuple(int(d) for d in input_detail["shape"][1:]))
 
 
-def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_objects: Any = None) -> Predictor:
-    """A predictor for a ``.tflite`` file or anything :func:`tfdeploy.load_model` reads."""
+def saved_model_predictor(version_dir: str | os.PathLike, signature_name: str = "serving_default",
+                          name: str | None = None) -> Predictor:
+    """A :class:`Predictor` calling a SavedModel signature, as TF Serving runs it (first output key)."""
+    from tfdeploy.errors import TfdeployError
+
+    tf = backend.tf()
+    loaded = tf.saved_model.load(str(version_dir), tags=["serve"])
+    if signature_name not in loaded.signatures:
+        raise TfdeployError(f"Signature {signature_name!r} is not in the SavedModel (has {sorted(loaded.signatures)}). "
+                            f"Received: path={str(version_dir)!r}")
+    function = loaded.signatures[signature_name]
+    _, kwargs = function.structured_input_signature
+    if len(kwargs) != 1:
+        raise TfdeployError(f"Only single-input signatures can be driven here. Received: inputs={sorted(kwargs)}")
+    (key, spec), = kwargs.items()
+
+    def predict_batch(x: np.ndarray) -> np.ndarray:
+        outputs = function(**{key: tf.constant(x, dtype=spec.dtype)})
+        return np.asarray(outputs[sorted(outputs)[0]])
+
+    return Predictor(name=name or Path(version_dir).name, runtime=f"SavedModel signature {signature_name}",
+                     predict_batch=predict_batch, loaded=loaded,
+                     sample_shape=tuple(int(d) if d is not None else 1 for d in spec.shape[1:]))
+
+
+def is_saved_model_dir(path: Path) -> bool:
+    """A directory with ``saved_model.pb`` (an exported TF Serving version or any SavedModel)."""
+    return path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_objects: Any = None,
+                       threads: int | None = None) -> Predictor:
+    """A predictor in the runtime that would serve ``path``.
+
+    ``.tflite`` -> TFLite interpreter; a SavedModel directory without Keras metadata -> its
+    ``serving_default`` signature; ``.keras``/``.h5``/tf_keras SavedModel -> the Keras model.
+    """
     path = Path(path)
     if path.suffix == ".tflite":
-        return tflite_predictor(path, name=name or path.stem)
+        return tflite_predictor(path, name=name or path.stem, threads=threads)
+    if is_saved_model_dir(path) and not (path / "keras_metadata.pb").is_file():
+        return saved_model_predictor(path, name=name or path.name)
     from tfdeploy.model import load_model
 
     return keras_predictor(load_model(path, custom_objects=custom_objects).model, name=name or path.stem)

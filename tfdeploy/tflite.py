@@ -19,7 +19,7 @@ import numpy as np
 
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import IoDtype
+from tfdeploy.recipes import Int8Granularity, IoDtype
 
 
 class TfliteMode(str, enum.Enum):
@@ -46,7 +46,8 @@ def _input_spec(model: Any) -> tuple[list[int | None], Any]:
 
 
 def convert(model: Any, mode: TfliteMode, representative: np.ndarray | None = None,
-            io_dtype: IoDtype = IoDtype.FLOAT32) -> bytes:
+            io_dtype: IoDtype = IoDtype.FLOAT32,
+            granularity: Int8Granularity = Int8Granularity.PER_CHANNEL) -> bytes:
     """Converts a Keras 3 / tf_keras model to a TFLite flatbuffer.
 
     Args:
@@ -54,6 +55,7 @@ def convert(model: Any, mode: TfliteMode, representative: np.ndarray | None = No
         mode: A :class:`TfliteMode`.
         representative: Calibration inputs, required for :attr:`TfliteMode.INT8`.
         io_dtype: For INT8/QAT, the input/output tensor type.
+        granularity: For INT8, per-channel or per-tensor weight scales.
 
     Returns:
         The ``.tflite`` bytes.
@@ -73,6 +75,8 @@ def convert(model: Any, mode: TfliteMode, representative: np.ndarray | None = No
         input_name, output_names = backend.io_names(model)  # the TFLite signature matches the SavedModel's
         backend.write_inference_savedmodel(model, tmp, input_name, shape[1:], dtype.name, output_names)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if mode is TfliteMode.INT8 and granularity is Int8Granularity.PER_TENSOR:
+            converter._experimental_disable_per_channel = True  # the converter's only switch for it
         return _run_converter(converter, model, mode, representative, io_dtype, dtype)
 
 

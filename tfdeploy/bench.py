@@ -1,0 +1,415 @@
+"""Latency benchmarks: percentiles, cold start, and hot-swap spikes.
+
+* :func:`bench` drives each artifact in the runtime that would serve it (Keras ``tf.function``,
+  SavedModel signature, TFLite interpreter) with ``concurrency`` client threads, per batch size,
+  and reports p50/p90/p99/p999, mean and throughput (warm-up requests excluded), plus the cold
+  start of a fresh process with and without the version's warmup file.
+* :func:`hot_swap` reproduces TF Serving's availability-preserving version update: steady traffic
+  on version N while N+1 loads in a background thread of the same process, then the switch —
+  with N+1 warmed (warmup replayed before the switch) or cold.
+
+Example:
+    >>> report = bench(BenchConfig(["models/fashion/1", "out/ptq-int8.tflite"], batch_sizes=(1, 8)))  # doctest: +SKIP
+    >>> print(report)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tfdeploy.errors import TfdeployError
+from tfdeploy.files import write_atomic
+from tfdeploy.predictors import is_saved_model_dir, predictor_for_file
+from tfdeploy.report import Report, format_table
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least ``q``% of the samples at or below it.
+
+    Example:
+        >>> percentile(list(range(1, 101)), 99)
+        99.0
+    """
+    if len(values) == 0:
+        raise TfdeployError("No latency samples to summarise. Received: values=[]")
+    return float(np.percentile(np.asarray(values, dtype=float), q, method="inverted_cdf"))
+
+
+@dataclasses.dataclass
+class LatencyStats(Report):
+    """Summary of a set of request latencies (ms)."""
+
+    requests: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    mean_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, latencies_ms: Sequence[float]) -> "LatencyStats":
+        p50, p90, p99, p999 = (percentile(latencies_ms, q) for q in PERCENTILES)
+        return cls(requests=len(latencies_ms), p50_ms=p50, p90_ms=p90, p99_ms=p99, p999_ms=p999,
+                   mean_ms=float(np.mean(latencies_ms)), max_ms=float(np.max(latencies_ms)))
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """Raw samples of one load run: (start time since run start s, latency ms) per request."""
+
+    samples: list[tuple[float, float]]
+    errors: list[str]
+    wall_s: float
+
+
+def run_load(call: Callable[[int], None], requests: int | None, duration_s: float | None, concurrency: int,
+             warmup_requests: int = 0) -> LoadResult:
+    """Runs ``call(thread_index)`` from ``concurrency`` threads until ``requests`` or ``duration_s``.
+
+    Each thread first makes ``warmup_requests`` untimed calls. Exceptions are recorded, not raised.
+    """
+    if (requests is None) == (duration_s is None):
+        raise TfdeployError("Give either a number of requests or a duration. "
+                            f"Received: requests={requests}, duration_s={duration_s}")
+    lock = threading.Lock()
+    samples: list[tuple[float, float]] = []
+    errors: list[str] = []
+    issued = [0]
+    for index in range(concurrency):
+        for _ in range(warmup_requests):
+            call(index)
+    start = time.perf_counter()
+    deadline = None if duration_s is None else start + duration_s
+
+    def worker(index: int) -> None:
+        while True:
+            with lock:
+                if requests is not None and issued[0] >= requests:
+                    return
+                issued[0] += 1
+            begin = time.perf_counter()
+            if deadline is not None and begin >= deadline:
+                return
+            try:
+                call(index)
+            except Exception as exc:  # a failed request is data, not a crash
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            end = time.perf_counter()
+            with lock:
+                samples.append((begin - start, (end - begin) * 1000))
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(samples=samples, errors=errors, wall_s=time.perf_counter() - start)
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """One artifact at one batch size."""
+
+    artifact: str
+    runtime: str
+    batch_size: int
+    concurrency: int
+    stats: LatencyStats
+    throughput_rps: float
+    throughput_samples_s: float
+    errors: int
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """Options of :func:`bench`.
+
+    Attributes:
+        artifacts: Keras files, SavedModel version directories, ``.tflite`` files.
+        batch_sizes: Batch sizes to measure.
+        requests: Timed requests per artifact and batch size (``None`` when ``duration_s`` is set).
+        duration_s: Seconds per artifact and batch size instead of a request count.
+        concurrency: Client threads.
+        warmup_requests: Untimed requests per thread before timing.
+        threads: TFLite interpreter threads.
+        cold_start: Also measure first-request latency in fresh processes.
+        seed: Seed of the synthesized inputs.
+    """
+
+    artifacts: Sequence[str | os.PathLike]
+    batch_sizes: Sequence[int] = (1,)
+    requests: int | None = 200
+    duration_s: float | None = None
+    concurrency: int = 1
+    warmup_requests: int = 10
+    threads: int | None = None
+    cold_start: bool = True
+    seed: int = 0
+    progress: Callable[[str], None] = lambda message: None
+
+
+@dataclasses.dataclass
+class BenchReport(Report):
+    """Latency of every artifact and batch size, measured in one run (same machine noise)."""
+
+    results: list[BenchResult]
+    cold_starts: dict[str, dict[str, Any]]
+
+    def to_table(self) -> str:
+        header = ("artifact", "runtime", "batch", "conc", "requests", "p50 ms", "p90 ms", "p99 ms", "p999 ms",
+                  "mean ms", "req/s", "errors")
+        rows = [(Path(r.artifact).name, r.runtime, r.batch_size, r.concurrency, r.stats.requests, r.stats.p50_ms,
+                 r.stats.p90_ms, r.stats.p99_ms, r.stats.p999_ms, r.stats.mean_ms, r.throughput_rps, r.errors)
+                for r in self.results]
+        lines = [format_table(rows, header=header)]
+        base = self.results[0] if self.results else None
+        for r in self.results[1:]:
+            if base and r.batch_size == base.batch_size and r.artifact != base.artifact:
+                lines.append(f"{Path(r.artifact).name} vs {Path(base.artifact).name} (batch {r.batch_size}): "
+                             f"p50 ×{r.stats.p50_ms / base.stats.p50_ms:.2f}, p99 ×{r.stats.p99_ms / base.stats.p99_ms:.2f}")
+        for artifact, cold in self.cold_starts.items():
+            for mode, result in cold.items():
+                if result:
+                    lines.append(f"cold start {Path(artifact).name} ({mode.replace('_', ' ')}): load "
+                                 f"{result['load_ms']:.0f} ms, first request {result['first_ms']:.1f} ms = "
+                                 f"{result['first_over_steady']:.1f}× steady p50 {result['steady_p50_ms']:.2f} ms")
+        return "\n".join(lines)
+
+
+def synthetic_inputs(shape: Sequence[int], batch: int, seed: int) -> np.ndarray:
+    """Normal(0, 1) float32 inputs of ``(batch, *shape)``."""
+    return np.random.default_rng(seed).normal(0, 1, size=(batch, *shape)).astype("float32")
+
+
+def bench(config: BenchConfig) -> BenchReport:
+    """Benchmarks each artifact at each batch size; see the module docstring.
+
+    Returns:
+        A :class:`BenchReport`.
+
+    Raises:
+        TfdeployError: For artifacts that cannot be loaded or bad options.
+
+    Example:
+        >>> bench(BenchConfig(["m.tflite"], requests=100)).results[0].stats.p50_ms   # doctest: +SKIP
+        0.41
+    """
+    if config.concurrency < 1 or not config.batch_sizes or min(config.batch_sizes) < 1:
+        raise TfdeployError(f"Concurrency and batch sizes must be positive. Received: concurrency={config.concurrency}, "
+                            f"batch_sizes={list(config.batch_sizes)}")
+    results: list[BenchResult] = []
+    cold_starts: dict[str, dict[str, Any]] = {}
+    for artifact in config.artifacts:
+        path = Path(artifact)
+        if not path.exists():
+            raise TfdeployError(f"No artifact at this path. Received: path={str(path)!r}")
+        config.progress(f"Loading {path}")
+        # TFLite interpreters are not thread-safe: one per client thread.
+        predictors = [predictor_for_file(path, threads=config.threads)
+                      for _ in range(config.concurrency if path.suffix == ".tflite" else 1)]
+        for batch in config.batch_sizes:
+            x = synthetic_inputs(predictors[0].sample_shape, batch, config.seed)
+            config.progress(f"  {path.name}: batch {batch}, {config.concurrency} client(s), "
+                            + (f"{config.requests} requests" if config.requests else f"{config.duration_s} s"))
+            load = run_load(lambda i: predictors[i % len(predictors)].predict_batch(x), config.requests,
+                            config.duration_s, config.concurrency, config.warmup_requests)
+            if not load.samples:
+                raise TfdeployError(f"Every request to {path.name} failed: {load.errors[:1]}. Received: path={str(path)!r}")
+            latencies = [ms for _, ms in load.samples]
+            results.append(BenchResult(
+                artifact=str(path), runtime=predictors[0].runtime, batch_size=batch, concurrency=config.concurrency,
+                stats=LatencyStats.of(latencies), throughput_rps=len(latencies) / load.wall_s,
+                throughput_samples_s=len(latencies) * batch / load.wall_s, errors=len(load.errors)))
+        if config.cold_start:
+            from tfdeploy.coldstart import measure_cold_start
+            from tfdeploy.warmup import WARMUP_FILE
+
+            config.progress(f"  {path.name}: cold start in fresh processes")
+            cold_starts[str(path)] = {"without_warmup": measure_cold_start(path, replay_warmup=False)}
+            if is_saved_model_dir(path) and (path / WARMUP_FILE).is_file():
+                cold_starts[str(path)]["with_warmup"] = measure_cold_start(path, replay_warmup=True)
+    return BenchReport(results=results, cold_starts=cold_starts)
+
+
+# ------------------------------------------------------------------------------------------------
+# hot swap
+# ------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class HotSwapReport(Report):
+    """Latency around a version update in one process."""
+
+    old_version: str
+    new_version: str
+    warmed: bool
+    concurrency: int
+    load_start_s: float
+    ready_s: float
+    switch_s: float
+    end_s: float
+    steady: LatencyStats
+    swap_window: LatencyStats
+    after_switch: LatencyStats
+    first_after_switch_ms: list[float]
+    errors: list[str]
+    samples: list[tuple[float, float, str]] = dataclasses.field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.pop("samples")
+        return data
+
+    def to_table(self) -> str:
+        rows = [(name, s.requests, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms)
+                for name, s in (("steady (N)", self.steady), ("swap window (N+1 loading)", self.swap_window),
+                                ("after switch (N+1)", self.after_switch))]
+        head = (f"hot swap {Path(self.old_version).name} -> {Path(self.new_version).name}, N+1 "
+                f"{'warmed (warmup replayed before the switch)' if self.warmed else 'cold'}, "
+                f"{self.concurrency} client(s); load took {self.ready_s - self.load_start_s:.2f} s")
+        return head + "\n" + format_table(rows, header=("window", "requests", "p50 ms", "p99 ms", "p999 ms", "max ms")) \
+            + f"\nfirst requests after the switch (ms): {', '.join(f'{v:.1f}' for v in self.first_after_switch_ms)}" \
+            + (f"\nerrors: {len(self.errors)}" if self.errors else "")
+
+
+def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool, concurrency: int = 2,
+             steady_s: float = 3.0, after_s: float = 4.0, batch_size: int = 1, seed: int = 0,
+             progress: Callable[[str], None] = lambda message: None) -> HotSwapReport:
+    """Measures latency while version N+1 loads beside N in this process, then takes the traffic.
+
+    Args:
+        old_version: Version N's directory (serving from the start, already warmed).
+        new_version: Version N+1's directory (loaded in a background thread during the run).
+        warm: Replay N+1's warmup file before switching traffic to it.
+        concurrency: Client threads sending requests back to back.
+        steady_s: Seconds of traffic before the load starts.
+        after_s: Seconds of traffic after the switch.
+        batch_size: Batch size of each request.
+
+    Returns:
+        A :class:`HotSwapReport` (with the raw samples for :func:`plot_hot_swap`).
+
+    Raises:
+        TfdeployError: If a version cannot be loaded or N+1 has no warmup file while ``warm``.
+    """
+    from tfdeploy.coldstart import replay_warmup
+    from tfdeploy.predictors import saved_model_predictor
+    from tfdeploy.warmup import WARMUP_FILE, read_warmup
+
+    old_path, new_path = Path(old_version), Path(new_version)
+    for path in (old_path, new_path):
+        if not is_saved_model_dir(path):
+            raise TfdeployError(f"Hot swap needs SavedModel version directories. Received: path={str(path)!r}")
+    if warm and not (new_path / WARMUP_FILE).is_file():
+        raise TfdeployError(f"Version N+1 has no warmup file to replay; write it with `tfdeploy warmup write`. "
+                            f"Received: path={str(new_path)!r}")
+    progress(f"Loading version N ({old_path}) and warming it")
+    old = saved_model_predictor(old_path)
+    if (old_path / WARMUP_FILE).is_file():
+        replay_warmup(old.loaded.signatures, read_warmup(old_path / WARMUP_FILE))
+    x = synthetic_inputs(old.sample_shape, batch_size, seed)
+    for _ in range(20):
+        old.predict_batch(x)
+    current: dict[str, Any] = {"predictor": old, "label": "N"}
+    events: dict[str, float] = {}
+    lock = threading.Lock()
+    samples: list[tuple[float, float, str]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def client() -> None:
+        while not stop.is_set():
+            serving = current["predictor"], current["label"]
+            begin = time.perf_counter()
+            try:
+                serving[0].predict_batch(x)
+            except Exception as exc:
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            end = time.perf_counter()
+            with lock:
+                samples.append((begin - start, (end - begin) * 1000, serving[1]))
+
+    def loader() -> None:
+        events["load_start"] = time.perf_counter() - start
+        new = saved_model_predictor(new_path)
+        if warm:
+            replay_warmup(new.loaded.signatures, read_warmup(new_path / WARMUP_FILE))
+        events["ready"] = time.perf_counter() - start
+        current["predictor"], current["label"] = new, "N+1"  # the availability-preserving switch
+        events["switch"] = time.perf_counter() - start
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for thread in clients:
+        thread.start()
+    progress(f"Steady traffic on N for {steady_s:.0f} s with {concurrency} client(s)")
+    time.sleep(steady_s)
+    progress(f"Loading N+1 ({new_path}) in the background{' and replaying its warmup' if warm else ''}")
+    load_thread = threading.Thread(target=loader, daemon=True)
+    load_thread.start()
+    load_thread.join()
+    progress(f"Switched to N+1; {after_s:.0f} s more traffic")
+    time.sleep(after_s)
+    stop.set()
+    for thread in clients:
+        thread.join()
+    end = time.perf_counter() - start
+
+    def window(lo: float, hi: float, label: str | None = None) -> list[float]:
+        return [ms for t, ms, who in samples if lo <= t < hi and (label is None or who == label)]
+
+    steady = window(0, events["load_start"])
+    swap = window(events["load_start"], events["switch"])
+    after = window(events["switch"], end, "N+1")
+    if not steady or not after:
+        raise TfdeployError(f"Too few requests to measure (steady {len(steady)}, after {len(after)}); "
+                            "lengthen steady_s/after_s.")
+    first_after = [ms for t, ms, who in sorted(samples) if who == "N+1"][:5]
+    return HotSwapReport(
+        old_version=str(old_path), new_version=str(new_path), warmed=warm, concurrency=concurrency,
+        load_start_s=events["load_start"], ready_s=events["ready"], switch_s=events["switch"], end_s=end,
+        steady=LatencyStats.of(steady), swap_window=LatencyStats.of(swap or steady[-1:]),
+        after_switch=LatencyStats.of(after), first_after_switch_ms=first_after, errors=errors, samples=samples,
+    )
+
+
+def plot_hot_swap(reports: Sequence[HotSwapReport], path: str | os.PathLike) -> Path:
+    """Writes a timeline PNG (latency over time, load start and switch marked), one panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(reports), 1, figsize=(9, 3.2 * len(reports)), squeeze=False, sharey=True)
+    for ax, report in zip(axes[:, 0], reports):
+        for label, color in (("N", "tab:blue"), ("N+1", "tab:orange")):
+            points = [(t, ms) for t, ms, who in report.samples if who == label]
+            if points:
+                ax.scatter(*zip(*points), s=4, color=color, label=f"version {label}")
+        ax.axvspan(report.load_start_s, report.ready_s, color="grey", alpha=0.2, label="N+1 loading")
+        ax.axvline(report.switch_s, color="red", linestyle="--", label="switch")
+        ax.set_yscale("log")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"N+1 {'warmed' if report.warmed else 'cold'}: after-switch p999 "
+                     f"{report.after_switch.p999_ms:.1f} ms vs steady {report.steady.p999_ms:.1f} ms", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("time since start (s)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
