@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import threading
 import time
@@ -42,7 +43,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     """
     if len(values) == 0:
         raise TfdeployError("No latency samples to summarise. Received: values=[]")
-    return float(np.percentile(np.asarray(values, dtype=float), q, method="inverted_cdf"))
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(q * len(ordered) / 100, 9)))  # round: 99.9% of 1000 is 999, not 999.0000001
+    return float(ordered[min(rank, len(ordered)) - 1])
 
 
 @dataclasses.dataclass
@@ -157,7 +160,12 @@ class BenchConfig:
     warmup_requests: int = 10
     threads: int | None = None
     cold_start: bool = True
+    hot_swap: bool = False
+    hot_swap_steady_s: float = 3.0
+    hot_swap_after_s: float = 4.0
     seed: int = 0
+    json_path: str | os.PathLike | None = None
+    plot_path: str | os.PathLike | None = None
     progress: Callable[[str], None] = lambda message: None
 
 
@@ -167,6 +175,8 @@ class BenchReport(Report):
 
     results: list[BenchResult]
     cold_starts: dict[str, dict[str, Any]]
+    hot_swaps: list["HotSwapReport"] = dataclasses.field(default_factory=list)
+    files: list[str] = dataclasses.field(default_factory=list)
 
     def to_table(self) -> str:
         header = ("artifact", "runtime", "batch", "conc", "requests", "p50 ms", "p90 ms", "p99 ms", "p999 ms",
@@ -186,6 +196,8 @@ class BenchReport(Report):
                     lines.append(f"cold start {Path(artifact).name} ({mode.replace('_', ' ')}): load "
                                  f"{result['load_ms']:.0f} ms, first request {result['first_ms']:.1f} ms = "
                                  f"{result['first_over_steady']:.1f}× steady p50 {result['steady_p50_ms']:.2f} ms")
+        lines += [swap.to_table() for swap in self.hot_swaps]
+        lines += [f"wrote {path}" for path in self.files]
         return "\n".join(lines)
 
 
@@ -210,6 +222,9 @@ def bench(config: BenchConfig) -> BenchReport:
     if config.concurrency < 1 or not config.batch_sizes or min(config.batch_sizes) < 1:
         raise TfdeployError(f"Concurrency and batch sizes must be positive. Received: concurrency={config.concurrency}, "
                             f"batch_sizes={list(config.batch_sizes)}")
+    if config.hot_swap and (len(config.artifacts) != 2 or not all(is_saved_model_dir(Path(a)) for a in config.artifacts)):
+        raise TfdeployError("--hot-swap takes exactly two SavedModel version directories, N then N+1. "
+                            f"Received: artifacts={[str(a) for a in config.artifacts]}")
     results: list[BenchResult] = []
     cold_starts: dict[str, dict[str, Any]] = {}
     for artifact in config.artifacts:
@@ -241,7 +256,43 @@ def bench(config: BenchConfig) -> BenchReport:
             cold_starts[str(path)] = {"without_warmup": measure_cold_start(path, replay_warmup=False)}
             if is_saved_model_dir(path) and (path / WARMUP_FILE).is_file():
                 cold_starts[str(path)]["with_warmup"] = measure_cold_start(path, replay_warmup=True)
-    return BenchReport(results=results, cold_starts=cold_starts)
+    report = BenchReport(results=results, cold_starts=cold_starts)
+    if config.hot_swap:
+        old, new = config.artifacts
+        for warm in (False, True):
+            config.progress(f"Hot swap with N+1 {'warmed' if warm else 'cold'} (fresh process)")
+            report.hot_swaps.append(hot_swap_in_fresh_process(
+                old, new, warm, concurrency=config.concurrency, steady_s=config.hot_swap_steady_s,
+                after_s=config.hot_swap_after_s, batch_size=config.batch_sizes[0], seed=config.seed))
+    if config.json_path:
+        report.files.append(str(write_atomic(Path(config.json_path), report.to_json())))
+    if config.plot_path:
+        plotted = plot_hot_swap(report.hot_swaps, config.plot_path) if report.hot_swaps else \
+            plot_latencies(report.results, config.plot_path)
+        report.files.append(str(plotted))
+    return report
+
+
+def plot_latencies(results: Sequence[BenchResult], path: str | os.PathLike) -> Path:
+    """Writes a PNG bar chart of p50/p99/p999 per artifact and batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{Path(r.artifact).name}\nbatch {r.batch_size}" for r in results]
+    positions = np.arange(len(results))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(results)), 4))
+    for offset, (name, key) in zip((-0.25, 0, 0.25), (("p50", "p50_ms"), ("p99", "p99_ms"), ("p999", "p999_ms"))):
+        ax.bar(positions + offset, [getattr(r.stats, key) for r in results], width=0.25, label=name)
+    ax.set_xticks(positions, labels, fontsize=8)
+    ax.set_ylabel("latency (ms)")
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,3 +464,54 @@ def plot_hot_swap(reports: Sequence[HotSwapReport], path: str | os.PathLike) -> 
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return write_atomic(Path(path), buffer.getvalue())
+
+
+def hot_swap_in_fresh_process(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool,
+                              concurrency: int = 2, steady_s: float = 3.0, after_s: float = 4.0,
+                              batch_size: int = 1, seed: int = 0, timeout: float = 600) -> HotSwapReport:
+    """Runs :func:`hot_swap` in a new Python process, so no run benefits from another's warm caches."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tfdeploy.bench", str(old_version), str(new_version),
+               "--concurrency", str(concurrency), "--steady-s", str(steady_s), "--after-s", str(after_s),
+               "--batch-size", str(batch_size), "--seed", str(seed)] + (["--warm"] if warm else [])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TfdeployError(f"Hot-swap run failed: {last}. Received: old={str(old_version)!r}, new={str(new_version)!r}")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    stats = {key: LatencyStats(**data[key]) for key in ("steady", "swap_window", "after_switch")}
+    data.update(stats)
+    data["samples"] = [tuple(sample) for sample in data["samples"]]
+    return HotSwapReport(**data)
+
+
+def main() -> None:  # pragma: no cover - exercised through hot_swap_in_fresh_process
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description="One hot-swap run (used by hot_swap_in_fresh_process).")
+    parser.add_argument("old_version")
+    parser.add_argument("new_version")
+    parser.add_argument("--warm", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--steady-s", type=float, default=3.0)
+    parser.add_argument("--after-s", type=float, default=4.0)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        report = hot_swap(args.old_version, args.new_version, args.warm, args.concurrency, args.steady_s,
+                          args.after_s, args.batch_size, args.seed)
+    except TfdeployError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({**report.to_dict(), "samples": report.samples}))
+
+
+if __name__ == "__main__":
+    main()

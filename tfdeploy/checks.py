@@ -193,12 +193,14 @@ def check_determinism(artifact: str | os.PathLike, runs: int = 5, reloads: int =
         raise TfdeployError(f"No artifact at this path. Received: path={str(path)!r}")
     from tfdeploy.runtime import op_determinism_enabled
 
-    predictor = predictor_for_file(path, custom_objects=custom_objects)
+    # Keras models are called as model(x), the way notebook code calls them: a Keras 3 layer called
+    # with training=True inside the model is random then (served with training=False, it is not).
+    predictor = predictor_for_file(path, custom_objects=custom_objects, training=None)
     x = _inputs(predictor, data, samples, seed)
     outputs: list[tuple[str, np.ndarray]] = []
     for load in range(1 + reloads):
         if load:
-            predictor = predictor_for_file(path, custom_objects=custom_objects)
+            predictor = predictor_for_file(path, custom_objects=custom_objects, training=None)
         for run in range(runs):
             outputs.append((f"load {load + 1}, run {run + 1}", predictor.predict(x)))
     reference = outputs[0][1]
@@ -232,7 +234,7 @@ def _find_causes(path: Path, custom_objects: Mapping[str, Any] | None) -> list[C
 
     model = load_model(path, custom_objects=custom_objects).model
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    function = tf.function(lambda x: model(x)).get_concrete_function(spec)
     causes = layer_causes(model)
     random_layers = {c.where.split(" (")[0].split("/")[-1] for c in causes}
     causes += [c for c in graph_causes(function) if not any(name in c.where for name in random_layers)]

@@ -372,5 +372,96 @@ def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version
     click.echo(report.to_table())
 
 
+@main.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch-sizes", default="1", show_default=True, callback=_batch_sizes, help="e.g. 1,8,32.")
+@click.option("--requests", type=click.IntRange(min=1), help="Timed requests per artifact and batch size [default: 200].")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Seconds per artifact and batch size.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Client threads.")
+@click.option("--warmup-requests", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Untimed requests per client before timing.")
+@click.option("--threads", type=click.IntRange(min=1), help="TFLite interpreter threads.")
+@click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
+@click.option("--hot-swap", is_flag=True, help="ARTIFACTS are version N and N+1: measure the update, warm and cold.")
+@click.option("--hot-swap-seconds", default="3,4", show_default=True,
+              help="Seconds of traffic before the load and after the switch.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG (timeline with --hot-swap).")
+@library_command
+def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], requests: int | None,
+                  duration: float | None, concurrency: int, warmup_requests: int, threads: int | None,
+                  no_cold_start: bool, hot_swap: bool, hot_swap_seconds: str, json_path: Path | None,
+                  plot_path: Path | None) -> None:
+    """Latency percentiles, throughput, cold start (and hot swap) of ARTIFACTS, side by side.
+
+    ARTIFACTS: Keras files, SavedModel version directories (served through their signature) and
+    .tflite files.
+    """
+    from tfdeploy.bench import BenchConfig, bench
+
+    if requests is not None and duration is not None:
+        raise click.BadParameter("give --requests or --duration, not both")
+    try:
+        steady_s, after_s = (float(v) for v in hot_swap_seconds.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected BEFORE,AFTER seconds. Received: {hot_swap_seconds!r}") from None
+    config = BenchConfig(
+        artifacts=artifacts, batch_sizes=batch_sizes, requests=None if duration else (requests or 200),
+        duration_s=duration, concurrency=concurrency, warmup_requests=warmup_requests, threads=threads,
+        cold_start=not no_cold_start, hot_swap=hot_swap, hot_swap_steady_s=steady_s, hot_swap_after_s=after_s,
+        json_path=json_path, plot_path=plot_path, progress=progress,
+    )
+    click.echo(bench(config).to_table())
+
+
+@main.group("check")
+def check_group() -> None:
+    """Determinism and parity checks."""
+
+
+@check_group.command("determinism")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1), help="Calls per load.")
+@click.option("--reloads", default=2, show_default=True, type=click.IntRange(min=0), help="Extra fresh loads.")
+@click.option("--data", type=click.Path(path_type=Path), help="Inputs: .npz or image directory (default: synthetic).")
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@library_command
+def check_determinism_command(artifact: Path, runs: int, reloads: int, data: Path | None, samples: int,
+                              custom_objects: tuple[str, ...], as_json: bool) -> None:
+    """Same inputs, N runs and K fresh loads: exit 0 if bit-identical, 1 if not (with the causes)."""
+    from tfdeploy.checks import check_determinism
+    from tfdeploy.model import parse_custom_objects
+
+    report = check_determinism(artifact, runs=runs, reloads=reloads, data=data, samples=samples,
+                               custom_objects=parse_custom_objects(custom_objects))
+    click.echo(report.to_json() if as_json else report.to_table())
+    sys.exit(0 if report.identical else 1)
+
+
+@check_group.command("parity")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Inputs: .npz or image directory (default: synthetic).")
+@click.option("--samples", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--atol", default=1e-3, show_default=True, type=float, help="Max abs difference to pass.")
+@click.option("--min-agreement", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+              help="Top-1 agreement that passes a classifier whose values differ more than atol.")
+@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@library_command
+def check_parity_command(source: Path, artifacts: tuple[Path, ...], data: Path | None, samples: int, atol: float,
+                         min_agreement: float, custom_objects: tuple[str, ...], as_json: bool) -> None:
+    """Compare ARTIFACTS with SOURCE on the same inputs; exit 1 if any fails."""
+    from tfdeploy.checks import check_parity
+    from tfdeploy.model import parse_custom_objects
+
+    report = check_parity(source, artifacts, data=data, samples=samples, atol=atol, min_agreement=min_agreement,
+                          custom_objects=parse_custom_objects(custom_objects))
+    click.echo(report.to_json() if as_json else report.to_table())
+    sys.exit(0 if report.passed else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

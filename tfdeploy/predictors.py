@@ -43,10 +43,17 @@ class Predictor:
         return np.concatenate(parts, axis=0)
 
 
-def keras_predictor(model: Any, name: str = "keras") -> Predictor:
-    """A :class:`Predictor` around a Keras 3 or tf_keras model's inference call."""
+def keras_predictor(model: Any, name: str = "keras", training: bool | None = False) -> Predictor:
+    """A :class:`Predictor` around a Keras 3 or tf_keras model's call.
+
+    ``training=False`` is how models are served; ``None`` calls ``model(x)`` the way notebook code
+    does, where a Keras 3 layer called with ``training=True`` inside the model stays random.
+    """
     tf = backend.tf()
-    function = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    if training is None:
+        function = tf.function(lambda x: model(x), reduce_retracing=True)
+    else:
+        function = tf.function(lambda x: model(x, training=training), reduce_retracing=True)
 
     def predict_batch(x: np.ndarray) -> np.ndarray:
         out = function(tf.constant(x))
@@ -134,7 +141,7 @@ def is_saved_model_dir(path: Path) -> bool:
 
 
 def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_objects: Any = None,
-                       threads: int | None = None) -> Predictor:
+                       threads: int | None = None, training: bool | None = False) -> Predictor:
     """A predictor in the runtime that would serve ``path``.
 
     ``.tflite`` -> TFLite interpreter; a SavedModel directory without Keras metadata -> its
@@ -147,7 +154,8 @@ def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_
         return saved_model_predictor(path, name=name or path.name)
     from tfdeploy.model import load_model
 
-    return keras_predictor(load_model(path, custom_objects=custom_objects).model, name=name or path.stem)
+    return keras_predictor(load_model(path, custom_objects=custom_objects).model, name=name or path.stem,
+                           training=training)
 
 
 def median_latency_ms(predictor: Predictor, example: np.ndarray, repeats: int = 50, warmup: int = 5) -> float:
