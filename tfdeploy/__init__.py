@@ -30,6 +30,26 @@ _EXPORTS = {
     "compress": "tfdeploy.compress",
     "CompressConfig": "tfdeploy.compress",
     "Recipe": "tfdeploy.recipes",
+    "Int8Granularity": "tfdeploy.recipes",
+    "IoDtype": "tfdeploy.recipes",
+    "VersionPolicy": "tfdeploy.recipes",
+    "export": "tfdeploy.export",
+    "ExportConfig": "tfdeploy.export",
+    "write_warmup": "tfdeploy.warmup",
+    "read_warmup": "tfdeploy.warmup",
+    "verify": "tfdeploy.verify",
+    "ServingConfig": "tfdeploy.serving_config",
+    "ServedModel": "tfdeploy.serving_config",
+    "write_serving_config": "tfdeploy.serving_config",
+    "bench": "tfdeploy.bench",
+    "BenchConfig": "tfdeploy.bench",
+    "hot_swap": "tfdeploy.bench",
+    "plot_hot_swap": "tfdeploy.bench",
+    "check_determinism": "tfdeploy.checks",
+    "check_parity": "tfdeploy.checks",
+    "deploy": "tfdeploy.pipeline",
+    "DeployConfig": "tfdeploy.pipeline",
+    "examples": "tfdeploy.examples",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -39,6 +59,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'tfdeploy' has no attribute {name!r}")
+    if module == f"tfdeploy.{name}":  # a public submodule
+        return importlib.import_module(module)
     return getattr(importlib.import_module(module), name)
 
 

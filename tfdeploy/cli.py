@@ -18,7 +18,7 @@ import click
 
 from tfdeploy import __version__
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe, VersionPolicy
+from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Recipe, VersionPolicy
 
 
 @dataclasses.dataclass
@@ -370,6 +370,44 @@ def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version
     )
     report = write_serving_config(config)
     click.echo(report.to_table())
+
+
+@main.command("deploy")
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory of the run.")
+@click.option("--example", is_flag=True, help="Use the built-in MobileNetV2 / Fashion-MNIST example (offline).")
+@click.option("--data", type=click.Path(path_type=Path), help="Fine-tune/calibration/evaluation data.")
+@click.option("--recipe", "recipes", default=",".join(r.value for r in DEFAULT_DEPLOY_RECIPES), show_default=True,
+              callback=_recipe_list, help="Comma-separated recipes: " + ", ".join(Recipe.choices()) + ".")
+@click.option("--serve-variant", default=Recipe.STRIP.value, show_default=True,
+              help="Variant exported for TF Serving: original or one of the recipes.")
+@click.option("--model-name", help="TF Serving model name (default: the model file's name).")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1), help="Recipe fine-tune epochs.")
+@click.option("--example-epochs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--int8-granularity", type=click.Choice([g.value for g in Int8Granularity]),
+              default=Int8Granularity.PER_TENSOR.value, show_default=True)
+@click.option("--bench-requests", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in --out.")
+@library_command
+def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path | None, recipes: list[Recipe],
+                   serve_variant: str, model_name: str | None, epochs: int, example_epochs: int,
+                   int8_granularity: str, bench_requests: int, custom_objects: tuple[str, ...],
+                   overwrite: bool) -> None:
+    """Whole pipeline: setup, compress, export with warmup, serving config, verify, bench."""
+    from tfdeploy.model import parse_custom_objects
+    from tfdeploy.pipeline import DeployConfig, deploy
+
+    options: GlobalOptions = click.get_current_context().obj
+    config = DeployConfig(
+        out_dir=out_dir, model=model, example=example, data=data, recipes=recipes, serve_variant=serve_variant,
+        model_name=model_name, epochs=epochs, example_epochs=example_epochs,
+        int8_granularity=Int8Granularity(int8_granularity), bench_requests=bench_requests,
+        seed=0 if options.seed is None else options.seed, deterministic=options.deterministic,
+        gpu_memory_growth=options.gpu_memory_growth, gpu_memory_limit_mb=options.gpu_memory_limit,
+        custom_objects=parse_custom_objects(custom_objects), overwrite=overwrite, progress=progress,
+    )
+    click.echo(deploy(config).to_table())
 
 
 @main.command("bench")

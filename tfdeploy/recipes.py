@@ -106,6 +106,8 @@ class Recipe(str, enum.Enum):
         return recipes
 
 
+DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PRUNE, Recipe.QAT, Recipe.PTQ_INT8)
+
 _SPECS = {
     Recipe.STRIP: RecipeSpec("save without optimizer state", needs_data=False, output=".keras"),
     Recipe.PRUNE: RecipeSpec("TFMOT magnitude pruning + fine-tune + strip_pruning", needs_data=True, output=".keras"),

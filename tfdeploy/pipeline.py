@@ -1,0 +1,186 @@
+"""The one-command pipeline: setup -> compress -> export -> serving config -> verify -> bench.
+
+This is the only place where the steps are chained; each step stays a single command of its own.
+
+Example:
+    >>> from tfdeploy.pipeline import DeployConfig, deploy
+    >>> report = deploy(DeployConfig(out_dir="run", example=True))    # doctest: +SKIP
+    >>> print(report)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from tfdeploy.errors import TfdeployError
+from tfdeploy.files import write_atomic
+from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
+from tfdeploy.report import Report
+
+
+@dataclasses.dataclass
+class DeployConfig:
+    """Options of :func:`deploy`.
+
+    Attributes:
+        out_dir: Everything goes here: ``compressed/``, ``models/NAME/<version>``, ``serving/``, reports.
+        model: The trained model; ``None`` with ``example=True``.
+        example: Build and fine-tune the built-in MobileNetV2 / Fashion-MNIST example first.
+        data: Fine-tune/calibration/evaluation data (the example brings its own).
+        recipes: Compression recipes to run.
+        serve_variant: The variant exported for TF Serving: ``original`` or one of ``recipes``
+            (a ``.tflite`` variant is exported as ``model.tflite`` beside the source SavedModel).
+        model_name: TF Serving model name (default: ``fashion`` for the example, else the file's stem).
+        epochs: Fine-tune epochs of the TFMOT recipes.
+        example_epochs: Fine-tune epochs of the example.
+        int8_granularity: Weight scales of post-training int8.
+        warmup_batch_sizes: One warmup request per batch size.
+        bench_requests: Requests per batch size in the closing benchmark.
+        seed: Seed for everything (``seed_everything``).
+        deterministic: Enable op determinism.
+        gpu_memory_growth: GPU memory growth on every GPU.
+        gpu_memory_limit_mb: Per-GPU memory cap instead of growth.
+        custom_objects: Custom layers needed to load the model.
+        overwrite: Replace an existing ``out_dir`` run.
+    """
+
+    out_dir: str | os.PathLike
+    model: str | os.PathLike | None = None
+    example: bool = False
+    data: str | os.PathLike | None = None
+    recipes: Sequence[Recipe] = DEFAULT_DEPLOY_RECIPES
+    serve_variant: str = Recipe.STRIP.value
+    model_name: str | None = None
+    epochs: int = 2
+    example_epochs: int = 5
+    int8_granularity: Int8Granularity = Int8Granularity.PER_TENSOR
+    warmup_batch_sizes: tuple[int, ...] = (1, 8, 32)
+    bench_requests: int = 200
+    seed: int = 0
+    deterministic: bool = False
+    gpu_memory_growth: bool = True
+    gpu_memory_limit_mb: int | None = None
+    custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    overwrite: bool = False
+    progress: Callable[[str], None] = lambda message: None
+
+
+@dataclasses.dataclass
+class DeployReport(Report):
+    """Every step's report, in order."""
+
+    out_dir: str
+    steps: dict[str, Any]
+    files: list[str]
+
+    def to_table(self) -> str:
+        parts = []
+        for name, report in self.steps.items():
+            parts.append(f"== {name} ==\n{report.to_table() if isinstance(report, Report) else report}")
+        parts.append("files: " + ", ".join(self.files))
+        return "\n\n".join(parts)
+
+    def to_markdown(self) -> str:
+        """``report.md``: each step's table in a code block."""
+        sections = [f"# tfdeploy deploy report\n\nOutput directory: `{self.out_dir}`\n"]
+        for name, report in self.steps.items():
+            text = report.to_table() if isinstance(report, Report) else str(report)
+            sections.append(f"## {name}\n\n```\n{text}\n```\n")
+        if (Path(self.out_dir) / "compressed" / "report.png").exists():
+            sections.append("![size vs accuracy](compressed/report.png)\n")
+        return "\n".join(sections)
+
+
+def deploy(config: DeployConfig) -> DeployReport:
+    """Runs the whole path from a trained model to a verified TF Serving version.
+
+    Steps: GPU setup and seeds -> (example) -> compress -> export the chosen variant as the next
+    version with warmup -> serving config -> verify (warmup replay, cold start, parity) -> bench.
+
+    Returns:
+        A :class:`DeployReport`, also written as ``report.json`` and ``report.md``.
+
+    Raises:
+        TfdeployError: From any step, or for inconsistent options.
+
+    Example:
+        >>> deploy(DeployConfig("run", example=True, recipes=[Recipe.PTQ_INT8])).files   # doctest: +SKIP
+    """
+    from tfdeploy import runtime
+    from tfdeploy.bench import BenchConfig, bench
+    from tfdeploy.compress import CompressConfig, compress
+    from tfdeploy.examples import prepare_example
+    from tfdeploy.export import ExportConfig, export
+    from tfdeploy.serving_config import ServedModel, ServingConfig, write_serving_config
+    from tfdeploy.verify import verify
+
+    if (config.model is None) == (not config.example):
+        raise TfdeployError("Give a MODEL or --example (not both). "
+                            f"Received: model={config.model!r}, example={config.example}")
+    variants = ["original"] + [r.value for r in config.recipes]
+    if config.serve_variant not in variants:
+        raise TfdeployError(f"The variant to serve must be 'original' or one of the recipes run ({variants[1:]}). "
+                            f"Received: serve_variant={config.serve_variant!r}")
+    out = Path(config.out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not config.overwrite:
+            raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = config.progress
+    steps: dict[str, Any] = {}
+
+    say("== setup: GPUs and seeds ==")
+    steps["gpus"] = runtime.configure_gpus(config.gpu_memory_growth, config.gpu_memory_limit_mb)
+    steps["seeds"] = runtime.seed_everything(config.seed, deterministic_ops=config.deterministic)
+
+    model, data = config.model, config.data
+    if config.example:
+        say("== example: MobileNetV2 on Fashion-MNIST ==")
+        example = prepare_example(out / "example", epochs=config.example_epochs, progress=say)
+        steps["example"] = example
+        model, data = example.model_path, example.data_path
+
+    say("== compress ==")
+    compression = compress(CompressConfig(
+        model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
+        int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
+        progress=say))
+    steps["compress"] = compression
+    chosen = next(v for v in compression.variants if v.name == config.serve_variant)
+
+    say(f"== export '{chosen.name}' for TF Serving ==")
+    name = config.model_name or ("fashion" if config.example else Path(str(model)).stem.replace(".", "_"))
+    base_dir = out / "models" / name
+    keras_source = model if chosen.name == "original" or chosen.format == ".tflite" else chosen.path
+    exported = export(ExportConfig(
+        model=chosen.path, base_dir=base_dir, source_model=model if chosen.format == ".tflite" else None,
+        warmup_data=data, warmup_batch_sizes=config.warmup_batch_sizes, custom_objects=config.custom_objects,
+        progress=say))
+    steps["export"] = exported
+
+    say("== serving config ==")
+    steps["serving config"] = write_serving_config(ServingConfig(
+        models=[ServedModel(name=name, base_dir=str(base_dir))], out_dir=out / "serving", overwrite=True))
+
+    say("== verify ==")
+    verification = verify(exported.version_dir, source_model=keras_source, custom_objects=config.custom_objects)
+    steps["verify"] = verification
+
+    say("== bench ==")
+    artifacts = [exported.version_dir] + [v.path for v in compression.variants if v.format == ".tflite"][:2]
+    steps["bench"] = bench(BenchConfig(artifacts=artifacts, batch_sizes=(1, 8), requests=config.bench_requests,
+                                       cold_start=False, progress=say))
+    report = DeployReport(out_dir=str(out), steps=steps, files=[])
+    report.files = [str(out / "report.json"), str(out / "report.md"), str(out / "compressed" / "report.png")]
+    write_atomic(out / "report.json", report.to_json())
+    write_atomic(out / "report.md", report.to_markdown())
+    if not verification.passed:
+        failed = ", ".join(check.name for check in verification.failed())
+        raise TfdeployError(f"The exported version failed verification ({failed}); see {out / 'report.md'}. "
+                            f"Received: version_dir={exported.version_dir!r}")
+    return report
