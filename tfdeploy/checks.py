@@ -134,8 +134,8 @@ def graph_causes(function: Any) -> list[Cause]:
     for node in graph_nodes(function):
         if node.op in STATEFUL_RANDOM_OPS:
             seeded = node.attr["seed"].i != 0 or node.attr["seed2"].i != 0
-            causes.append(Cause("seeded random op in the inference graph" if seeded else
-                                "unseeded random op in the inference graph", f"{node.name} ({node.op})",
+            causes.append(Cause("random op in the inference graph",
+                                f"{node.name} ({node.op}, {'seeded: still new values on every call' if seeded else 'unseeded'})",
                                 "remove random ops from the serving path; for reproducible runs call "
                                 "tfdeploy.seed_everything / pass --seed"))
         elif node.op.startswith("StatelessRandom"):

@@ -18,7 +18,7 @@ import click
 
 from tfdeploy import __version__
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Recipe, VersionPolicy
+from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Objective, Recipe, VersionPolicy
 
 
 @dataclasses.dataclass
@@ -142,6 +142,15 @@ def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list
 @click.option("--int8-granularity", type=click.Choice([g.value for g in Int8Granularity]),
               default=Int8Granularity.PER_CHANNEL.value, show_default=True,
               help="Weight scales of post-training int8 (per-tensor: smaller files).")
+@click.option("--auto", is_flag=True, help="Search for the best variant within --max-accuracy-drop.")
+@click.option("--max-accuracy-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="--auto budget: accuracy points (or percent with --relative-budget).")
+@click.option("--relative-budget", is_flag=True, help="Read --max-accuracy-drop as % of the original accuracy.")
+@click.option("--objective", type=click.Choice([o.value for o in Objective]), default=Objective.SIZE.value,
+              show_default=True, help="--auto: minimise gzip size or latency.")
+@click.option("--max-trials", type=click.IntRange(min=1), help="--auto: at most this many candidates.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="--auto: seconds before stopping.")
+@click.option("--keep-all", is_flag=True, help="--auto: keep every trial's artifact.")
 @click.option("--custom-objects", multiple=True, metavar="MODULE:NAME",
               help="Custom layer/function needed to load the model (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace existing artifacts.")
@@ -150,7 +159,8 @@ def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list
 def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Path | None, epochs: int,
                      batch_size: int, learning_rate: float, target_sparsity: float, prune_structure: str | None,
                      clusters: int, calibration_samples: int, io_dtype: str, int8_granularity: str,
-                     custom_objects: tuple[str, ...],
+                     auto: bool, max_accuracy_drop: float, relative_budget: bool, objective: str,
+                     max_trials: int | None, timeout: float | None, keep_all: bool, custom_objects: tuple[str, ...],
                      overwrite: bool, as_json: bool) -> None:
     """Compress MODEL with the chosen recipes and report size, accuracy and latency of each.
 
@@ -166,7 +176,14 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
         int8_granularity=Int8Granularity(int8_granularity),
         custom_objects=parse_custom_objects(custom_objects), overwrite=overwrite, progress=progress,
     )
-    report = compress(config)
+    if auto:
+        from tfdeploy.auto import AutoConfig, auto_compress
+
+        report = auto_compress(AutoConfig(config, max_accuracy_drop=max_accuracy_drop, relative=relative_budget,
+                                          objective=Objective(objective), max_trials=max_trials, timeout_s=timeout,
+                                          keep_all=keep_all))
+    else:
+        report = compress(config)
     click.echo(report.to_json() if as_json else report.to_table())
 
 

@@ -239,10 +239,30 @@ class _Artifact:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
-class _CompressionRun:
-    """State shared by the recipes of one :func:`compress` call (data, bridge, cached stages)."""
+class CompressionSession:
+    """One loaded model, its data and its reference outputs; runs and measures recipes.
 
-    def __init__(self, config: CompressConfig, loaded: LoadedModel, data: Dataset | None, out_dir: Path) -> None:
+    :func:`compress` runs a list of recipes through a session; the accuracy-aware search
+    (:mod:`tfdeploy.auto`) tries candidates through the same session so the original is loaded and
+    measured once.
+    """
+
+    def __init__(self, config: CompressConfig, recipes_needing_data: Sequence[Recipe] = ()) -> None:
+        config.validate()
+        out_dir = Path(config.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise TfdeployError(f"The output path exists and is not a directory. Received: out_dir={str(out_dir)!r}")
+        config.progress(f"Loading {config.model}")
+        loaded = load_model(config.model, custom_objects=config.custom_objects, compile=True)
+        data = _load_data(config, loaded)
+        needing = [r.value for r in recipes_needing_data if r.spec.needs_data]
+        if data is None and needing:
+            raise TfdeployError(
+                f"Recipe(s) {', '.join(needing)} need data to fine-tune or calibrate: pass --data with an .npz "
+                "(x, y, x_val, y_val) or an image directory. Without data, strip, tflite, ptq-dynamic and "
+                f"ptq-float16 work. Received: data=None"
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.loaded = loaded
         self.data = data
@@ -253,6 +273,57 @@ class _CompressionRun:
         self.bridge_max_abs_diff: float | None = None
         self.bridge_dropped_config_keys: list[str] = []
         self._stages: dict[str, tuple[Any, list[str]]] = {}
+        self.x_eval = self.eval_inputs
+        self.y_eval = data.y_val if data is not None else None
+        self.progress(f"Measuring the original on {len(self.x_eval)} samples")
+        predictor = keras_predictor(loaded.model, "original")
+        self.reference = predictor.predict(self.x_eval)
+        self.base_accuracy = accuracy_of(self.reference, self.y_eval)
+        self._size0 = artifact_size(loaded.path)
+        has_kernels = loaded.flavour is not KerasFlavour.SAVED_MODEL and kernel_sparsity(loaded.model)[0] is not None
+        self.original = self.measure("original", loaded.path, predictor, loaded.model if has_kernels else None,
+                                     None, [], self.reference)
+
+    def measure(self, name: str, path: Path, predictor: Predictor, sparsity_model: Any, seconds: float | None,
+                notes: list[str], outputs: np.ndarray) -> VariantReport:
+        """Sizes, sparsity, accuracy, agreement and latency of one artifact against the original."""
+        size = artifact_size(path)
+        sparsity, by_type = kernel_sparsity(sparsity_model) if sparsity_model is not None else (None, {})
+        accuracy = accuracy_of(outputs, self.y_eval)
+        ref_top, out_top = top1(self.reference), top1(outputs)
+        return VariantReport(
+            name=name, path=str(path), format=path.suffix or "savedmodel", raw_bytes=size.raw_bytes,
+            gzip_bytes=size.gzip_bytes, raw_ratio=size.raw_bytes / self._size0.raw_bytes,
+            gzip_ratio=size.gzip_bytes / self._size0.gzip_bytes, params=count_params(self.loaded.model),
+            sparsity=sparsity, sparsity_by_layer_type=by_type, accuracy=accuracy,
+            accuracy_drop=None if accuracy is None or self.base_accuracy is None else self.base_accuracy - accuracy,
+            agreement=None if ref_top is None else float(np.mean(ref_top == out_top)),
+            max_abs_diff=float(np.max(np.abs(outputs - self.reference))),
+            latency_ms=median_latency_ms(predictor, self.x_eval, repeats=self.config.latency_repeats),
+            runtime=predictor.runtime, seconds=seconds, notes=notes,
+        )
+
+    def run_recipe(self, recipe: Recipe, label: str = "") -> VariantReport:
+        """Runs one recipe, writes its artifact and measures it."""
+        self.progress(f"{label}{recipe.value}: {recipe.spec.summary}")
+        start = time.perf_counter()
+        artifact = self.run(recipe)
+        seconds = time.perf_counter() - start
+        return self.measure(recipe.value, artifact.path, artifact.predictor, artifact.sparsity_model, seconds,
+                            artifact.notes, artifact.predictor.predict(self.x_eval))
+
+    def finish(self, variants: list[VariantReport]) -> CompressionReport:
+        """The report of ``variants`` (original first), written as report.json/md/png."""
+        report = CompressionReport(
+            model=str(self.loaded.path), flavour=self.loaded.flavour.value, out_dir=str(self.out_dir),
+            data=None if self.data is None else self.data.source, eval_samples=len(self.x_eval), variants=variants,
+            bridge_max_abs_diff=self.bridge_max_abs_diff, bridge_dropped_config_keys=self.bridge_dropped_config_keys,
+        )
+        report.files = [str(self.out_dir / name) for name in ("report.json", "report.md", "report.png")]
+        write_atomic(self.out_dir / "report.json", report.to_json())
+        write_atomic(self.out_dir / "report.md", report.to_markdown())
+        _write_chart(report, self.out_dir / "report.png")
+        return report
 
     # --- shared pieces -------------------------------------------------------------------------
 
@@ -622,69 +693,8 @@ def compress(config: CompressConfig) -> CompressionReport:
         >>> report.variants[1].raw_ratio
         0.27
     """
-    config.validate()
-    out_dir = Path(config.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TfdeployError(f"The output path exists and is not a directory. Received: out_dir={str(out_dir)!r}")
-    config.progress(f"Loading {config.model}")
-    loaded = load_model(config.model, custom_objects=config.custom_objects, compile=True)
-    data = _load_data(config, loaded)
-    if data is None:
-        needing = [r.value for r in config.recipes if r.spec.needs_data]
-        if needing:
-            raise TfdeployError(
-                f"Recipe(s) {', '.join(needing)} need data to fine-tune or calibrate: pass --data with an .npz "
-                "(x, y, x_val, y_val) or an image directory. Without data, strip, tflite, ptq-dynamic and "
-                f"ptq-float16 work. Received: data=None"
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = _CompressionRun(config, loaded, data, out_dir)
-    x_eval = run.eval_inputs
-    y_eval = data.y_val if data is not None else None
-
-    config.progress(f"Measuring the original on {len(x_eval)} samples")
-    original_predictor = keras_predictor(loaded.model, "original")
-    reference = original_predictor.predict(x_eval)
-    base_accuracy = accuracy_of(reference, y_eval)
-    base_sparsity = kernel_sparsity(loaded.model) if loaded.flavour is not KerasFlavour.SAVED_MODEL else (None, {})
-    size0 = artifact_size(loaded.path)
-
-    def measure(name: str, path: Path, predictor: Predictor, sparsity_model: Any, seconds: float | None,
-                notes: list[str], outputs: np.ndarray) -> VariantReport:
-        size = artifact_size(path)
-        sparsity, by_type = kernel_sparsity(sparsity_model) if sparsity_model is not None else (None, {})
-        accuracy = accuracy_of(outputs, y_eval)
-        ref_top, out_top = top1(reference), top1(outputs)
-        return VariantReport(
-            name=name, path=str(path), format=path.suffix or "savedmodel", raw_bytes=size.raw_bytes,
-            gzip_bytes=size.gzip_bytes, raw_ratio=size.raw_bytes / size0.raw_bytes,
-            gzip_ratio=size.gzip_bytes / size0.gzip_bytes, params=count_params(loaded.model),
-            sparsity=sparsity, sparsity_by_layer_type=by_type, accuracy=accuracy,
-            accuracy_drop=None if accuracy is None or base_accuracy is None else base_accuracy - accuracy,
-            agreement=None if ref_top is None else float(np.mean(ref_top == out_top)),
-            max_abs_diff=float(np.max(np.abs(outputs - reference))),
-            latency_ms=median_latency_ms(predictor, x_eval, repeats=config.latency_repeats),
-            runtime=predictor.runtime, seconds=seconds, notes=notes,
-        )
-
-    variants = [measure("original", loaded.path, original_predictor,
-                        loaded.model if base_sparsity[0] is not None else None, None, [], reference)]
+    session = CompressionSession(config, recipes_needing_data=config.recipes)
+    variants = [session.original]
     for index, recipe in enumerate(config.recipes, start=1):
-        config.progress(f"[{index}/{len(config.recipes)}] {recipe.value}: {recipe.spec.summary}")
-        start = time.perf_counter()
-        artifact = run.run(recipe)
-        seconds = time.perf_counter() - start
-        outputs = artifact.predictor.predict(x_eval)
-        variants.append(measure(recipe.value, artifact.path, artifact.predictor, artifact.sparsity_model, seconds,
-                                artifact.notes, outputs))
-
-    report = CompressionReport(
-        model=str(loaded.path), flavour=loaded.flavour.value, out_dir=str(out_dir),
-        data=None if data is None else data.source, eval_samples=len(x_eval), variants=variants,
-        bridge_max_abs_diff=run.bridge_max_abs_diff, bridge_dropped_config_keys=run.bridge_dropped_config_keys,
-    )
-    report.files = [str(out_dir / name) for name in ("report.json", "report.md", "report.png")]
-    write_atomic(out_dir / "report.json", report.to_json())
-    write_atomic(out_dir / "report.md", report.to_markdown())
-    _write_chart(report, out_dir / "report.png")
-    return report
+        variants.append(session.run_recipe(recipe, label=f"[{index}/{len(config.recipes)}] "))
+    return session.finish(variants)

@@ -50,6 +50,13 @@ class Int8Granularity(str, enum.Enum):
     PER_TENSOR = "per-tensor"
 
 
+class Objective(str, enum.Enum):
+    """What ``compress --auto`` minimises among the candidates within the accuracy budget."""
+
+    SIZE = "size"        # gzip bytes: what is stored and shipped
+    LATENCY = "latency"  # median single-example latency in the serving runtime
+
+
 class VersionPolicy(str, enum.Enum):
     """Which versions TF Serving keeps loaded (``model_version_policy`` in ``models.config``)."""
 

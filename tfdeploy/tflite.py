@@ -11,9 +11,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -67,17 +68,26 @@ def convert(model: Any, mode: TfliteMode, representative: np.ndarray | None = No
         >>> len(convert(model, TfliteMode.DYNAMIC)) > 0    # doctest: +SKIP
         True
     """
-    tf = backend.tf()
     shape, dtype = _input_spec(model)
-    with tempfile.TemporaryDirectory(prefix="tfdeploy-tflite-") as tmp:
-        # A SavedModel of the inference call is the converter's best-supported input, the same
-        # for Keras 3, tf_keras and TFMOT-wrapped models.
-        input_name, output_names = backend.io_names(model)  # the TFLite signature matches the SavedModel's
-        backend.write_inference_savedmodel(model, tmp, input_name, shape[1:], dtype.name, output_names)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+    with saved_model_converter(model) as converter:
         if mode is TfliteMode.INT8 and granularity is Int8Granularity.PER_TENSOR:
             converter._experimental_disable_per_channel = True  # the converter's only switch for it
         return _run_converter(converter, model, mode, representative, io_dtype, dtype)
+
+
+@contextlib.contextmanager
+def saved_model_converter(model: Any) -> Iterator[Any]:
+    """A ``TFLiteConverter`` for ``model``'s inference call, via a temporary SavedModel.
+
+    A SavedModel is the converter's best-supported input and works the same for Keras 3, tf_keras
+    and TFMOT-wrapped models; its signature carries the model's own input/output names.
+    """
+    tf = backend.tf()
+    shape, dtype = _input_spec(model)
+    input_name, output_names = backend.io_names(model)
+    with tempfile.TemporaryDirectory(prefix="tfdeploy-tflite-") as tmp:
+        backend.write_inference_savedmodel(model, tmp, input_name, shape[1:], dtype.name, output_names)
+        yield tf.lite.TFLiteConverter.from_saved_model(tmp)
 
 
 def _run_converter(converter: Any, model: Any, mode: TfliteMode, representative: np.ndarray | None,

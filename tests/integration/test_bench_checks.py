@@ -170,5 +170,5 @@ def test_determinism_names_unseeded_random_ops_in_a_savedmodel(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "noisy"), signatures={"serving_default": module.serve})
     report = check_determinism(tmp_path / "noisy", runs=2, reloads=0, samples=4)
     assert not report.identical
-    assert [c.kind for c in report.causes] == ["unseeded random op in the inference graph"]
-    assert "(RandomUniform)" in report.causes[0].where
+    assert [c.kind for c in report.causes] == ["random op in the inference graph"]
+    assert "(RandomUniform, " in report.causes[0].where

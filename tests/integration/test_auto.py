@@ -1,0 +1,111 @@
+"""Accuracy-aware compression: the budget decides, and a quantization-sensitive layer stays float."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfdeploy.auto import AutoConfig, Candidate, auto_compress
+from tfdeploy.cli import main
+from tfdeploy.compress import CompressConfig
+from tfdeploy.errors import TfdeployError
+from tfdeploy.recipes import Recipe
+
+
+@pytest.fixture(scope="module")
+def sensitive(keras3, tmp_path_factory):
+    """A classifier whose 'sensitive' layer emits its features next to a constant 5000.
+
+    Full-int8 gives that activation one scale for the whole range, rounding the features (|x| ~ 1) to
+    zero: int8 accuracy collapses unless the layer and its consumer stay float.
+    """
+    root = tmp_path_factory.mktemp("sensitive")
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, size=(600, 8)).astype("float32")
+    y = np.argmax(x[:, :4], axis=1)
+    inputs = keras3.Input((8,), name="features")
+    hidden = keras3.layers.Dense(9, name="sensitive")(inputs)
+    model = keras3.Model(inputs, keras3.layers.Dense(4, activation="softmax", name="head")(hidden))
+    kernel = np.zeros((8, 9), "float32")
+    kernel[:, :8] = np.eye(8)
+    bias = np.zeros(9, "float32")
+    bias[8] = 5000.0
+    model.get_layer("sensitive").set_weights([kernel, bias])
+    head = np.zeros((9, 4), "float32")
+    head[:4, :4] = 20 * np.eye(4)
+    model.get_layer("head").set_weights([head, np.zeros(4, "float32")])
+    model.save(root / "sensitive.keras")
+    np.savez(root / "data.npz", x=x[:400], y=y[:400], x_val=x[400:], y_val=y[400:])
+    return root / "sensitive.keras", root / "data.npz"
+
+
+def _config(model, data, out, **kwargs):
+    return CompressConfig(model, out, data=data, latency_repeats=3, epochs=1, **kwargs)
+
+
+def test_int8_sensitive_layer_is_kept_in_float_and_meets_the_budget(sensitive, tmp_path):
+    model, data = sensitive
+    report = auto_compress(AutoConfig(_config(model, data, tmp_path), max_accuracy_drop=1.0,
+                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),)))
+    first, *selective = report.trials
+    assert first.name == "ptq-int8" and not first.passed and first.drop_points > 50
+    chosen = next(t for t in report.trials if t.name == report.chosen)
+    assert chosen.passed and chosen.drop_points <= 1.0
+    assert any("sensitive" in name for name in chosen.kept_float)
+    assert len(chosen.kept_float) == min(len(t.kept_float) for t in selective if t.passed)
+    assert report.chosen_path.endswith(f"auto-{report.chosen}.tflite")
+    assert not (tmp_path / "trials").exists(), "trial artifacts are removed without keep_all"
+    saved = json.loads((tmp_path / "auto_report.json").read_text())
+    assert saved["chosen"] == report.chosen and len(saved["trials"]) == len(report.trials)
+
+
+def test_same_seed_same_choice(sensitive, tmp_path):
+    model, data = sensitive
+    runs = [auto_compress(AutoConfig(_config(model, data, tmp_path / str(i)), max_accuracy_drop=1.0,
+                                     candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),)))
+            for i in range(2)]
+    assert [(t.name, t.kept_float, t.accuracy) for t in runs[0].trials] == \
+           [(t.name, t.kept_float, t.accuracy) for t in runs[1].trials]
+
+
+def test_budget_zero_keeps_the_float_model(sensitive, tmp_path):
+    model, data = sensitive
+    report = auto_compress(AutoConfig(_config(model, data, tmp_path), max_accuracy_drop=0.0, keep_all=True,
+                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),)))
+    assert not any(t.passed for t in report.trials)
+    assert report.chosen == "original" and report.stopped_because.startswith("no candidate met the budget")
+    assert (tmp_path / "auto-original.keras").read_bytes() == model.read_bytes()
+    assert (tmp_path / "trials" / "ptq-int8.tflite").is_file(), "kept with keep_all"
+
+
+def test_generous_budget_picks_the_smallest_and_stops_early(compress_inputs, tmp_path):
+    report = auto_compress(AutoConfig(_config(compress_inputs["keras3"], compress_inputs["data"], tmp_path),
+                                      max_accuracy_drop=100.0))
+    passed = [t for t in report.trials if t.passed]
+    assert report.chosen == min(passed, key=lambda t: t.gzip_bytes).name
+    assert len(report.trials) < 6 and "no remaining candidate is expected to beat it" in report.stopped_because
+
+
+def test_relative_budget_and_limits(sensitive, tmp_path):
+    model, data = sensitive
+    report = auto_compress(AutoConfig(_config(model, data, tmp_path), max_accuracy_drop=1.0, relative=True,
+                                      max_trials=1, candidates=(Candidate(Recipe.PTQ_FLOAT16, 0.5, 0.01),
+                                                                Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.01))))
+    assert report.budget == "1.0% of 100.00% = 1.000 points"
+    assert [t.name for t in report.trials] == ["ptq-float16"] and report.stopped_because == "max trials (1) reached"
+
+
+def test_auto_needs_labels(compress_inputs, tmp_path):
+    with pytest.raises(TfdeployError, match="--auto needs labelled validation data"):
+        auto_compress(AutoConfig(CompressConfig(compress_inputs["keras3"], tmp_path)))
+    with pytest.raises(TfdeployError, match="--auto needs labels: the data has no y"):
+        auto_compress(AutoConfig(CompressConfig(compress_inputs["keras3"], tmp_path, data=compress_inputs["unlabelled"])))
+
+
+def test_auto_cli_prints_the_trial_table(sensitive, tmp_path):
+    model, data = sensitive
+    result = CliRunner().invoke(main, ["compress", str(model), "--out", str(tmp_path), "--data", str(data), "--auto",
+                                       "--max-accuracy-drop", "1", "--max-trials", "1"])
+    assert result.exit_code == 0, result.output
+    assert "candidate" in result.stdout and "ptq-int8" in result.stdout and "chosen: ptq-int8-float" in result.stdout

@@ -1,0 +1,297 @@
+"""Accuracy-aware compression: the smallest (or fastest) variant within an accuracy budget.
+
+Candidates are tried in order of expected gain (:data:`CANDIDATES`, data rather than code). Each
+is measured on the labelled validation set; the search stops early once a candidate meets the
+budget and no remaining candidate is expected to beat it, and respects ``max_trials`` and
+``timeout_s``. When full-int8 misses the budget, the layers whose quantization hurts most are
+found with TFLite's quantization debugger (RMSE of each quantized tensor relative to its scale)
+and the fewest of them are kept in float (selective quantization) until the budget is met.
+
+Example:
+    >>> report = auto_compress(AutoConfig(CompressConfig("m.keras", "out", data="d.npz"),
+    ...                                   max_accuracy_drop=1.0))      # doctest: +SKIP
+    >>> report.chosen
+    'prune-int8'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfdeploy.compress import CompressConfig, CompressionSession, VariantReport
+from tfdeploy.errors import TfdeployError
+from tfdeploy.files import write_atomic
+from tfdeploy.recipes import Objective, Recipe
+from tfdeploy.report import Report, format_bytes, format_table
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A compression candidate and its expected outcome (used for ordering and early stopping).
+
+    Attributes:
+        recipe: The compress recipe that makes it.
+        expected_size: Expected gzip size as a fraction of the original's.
+        expected_latency: Expected latency as a fraction of the original's.
+    """
+
+    recipe: Recipe
+    expected_size: float
+    expected_latency: float
+
+
+# In order of expected gain; measured on the built-in example (docs/benchmarks.md).
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate(Recipe.PTQ_INT8, expected_size=0.25, expected_latency=0.010),
+    Candidate(Recipe.PRUNE_INT8, expected_size=0.18, expected_latency=0.010),
+    Candidate(Recipe.CLUSTER_QAT, expected_size=0.22, expected_latency=0.010),
+    Candidate(Recipe.QAT, expected_size=0.30, expected_latency=0.010),
+    Candidate(Recipe.PTQ_FLOAT16, expected_size=0.47, expected_latency=0.010),
+    Candidate(Recipe.PTQ_DYNAMIC, expected_size=0.30, expected_latency=0.012),
+)
+SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, tried in turn
+
+
+@dataclasses.dataclass
+class Trial:
+    """One measured candidate."""
+
+    name: str
+    gzip_bytes: int
+    accuracy: float
+    drop_points: float
+    latency_ms: float
+    passed: bool
+    seconds: float
+    kept_float: list[str] = dataclasses.field(default_factory=list)
+    path: str = ""
+
+
+@dataclasses.dataclass
+class AutoReport(Report):
+    """Outcome of :func:`auto_compress`."""
+
+    model: str
+    objective: str
+    budget: str
+    original_accuracy: float
+    trials: list[Trial]
+    chosen: str
+    chosen_path: str
+    stopped_because: str
+
+    def to_table(self) -> str:
+        rows = [(t.name, format_bytes(t.gzip_bytes), round(100 * t.accuracy, 2), round(t.drop_points, 2),
+                 "passed" if t.passed else "failed", t.latency_ms, round(t.seconds, 1)) for t in self.trials]
+        kept = [f"{t.name}: kept in float {', '.join(t.kept_float)}" for t in self.trials if t.kept_float]
+        return "\n".join([
+            f"auto-compress {self.model}: objective {self.objective}, budget {self.budget}, original accuracy "
+            f"{100 * self.original_accuracy:.2f}%",
+            format_table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms", "time s")),
+            *kept, f"chosen: {self.chosen} -> {self.chosen_path} ({self.stopped_because})"])
+
+
+@dataclasses.dataclass
+class AutoConfig:
+    """Options of :func:`auto_compress`.
+
+    Attributes:
+        compress: Model, data, output directory and recipe options (its ``recipes`` are ignored).
+        max_accuracy_drop: The budget: points (``relative=False``) or percent of the original accuracy.
+        relative: Read the budget as a percentage of the original accuracy.
+        objective: Minimise gzip size or latency among candidates within budget.
+        candidates: Candidates in order of expected gain.
+        max_trials: Stop after this many measured candidates (selective retries not counted).
+        timeout_s: Stop starting new candidates after this many seconds.
+        keep_all: Keep every trial's artifact (otherwise only the chosen one).
+    """
+
+    compress: CompressConfig
+    max_accuracy_drop: float = 1.0
+    relative: bool = False
+    objective: Objective = Objective.SIZE
+    candidates: Sequence[Candidate] = CANDIDATES
+    max_trials: int | None = None
+    timeout_s: float | None = None
+    keep_all: bool = False
+
+
+def _score(trial_or_variant: Any, objective: Objective) -> float:
+    return trial_or_variant.gzip_bytes if objective is Objective.SIZE else trial_or_variant.latency_ms
+
+
+def _trial(variant: VariantReport, original_accuracy: float, budget_points: float, seconds: float,
+           kept: Sequence[str] = ()) -> Trial:
+    drop = 100 * (original_accuracy - variant.accuracy)
+    return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=variant.accuracy, drop_points=drop,
+                 latency_ms=variant.latency_ms, passed=drop <= budget_points + 1e-9, seconds=seconds,
+                 kept_float=list(kept), path=variant.path)
+
+
+def sensitive_tensors(session: CompressionSession, representative: np.ndarray) -> list[tuple[str, float]]:
+    """Quantized tensors ranked by quantization error, worst first.
+
+    The error is TFLite's quantization-debugger RMSE of each quantized tensor against its float
+    twin, divided by the tensor's scale (≈0.29 is pure rounding noise; more means the int8 range
+    does not fit the tensor). Ties keep graph order.
+    """
+    import csv
+    import io
+
+    from tfdeploy import backend
+    from tfdeploy.tflite import saved_model_converter
+
+    tf = backend.tf()
+    with saved_model_converter(session.loaded.model) as converter:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            layer_direct_compare_metrics={"scale": lambda float_values, quant_values, scale, zero_point: scale})
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([sample[None]] for sample in representative),
+            debug_options=options)
+        debugger.run()
+        dump = io.StringIO()
+        debugger.layer_statistics_dump(dump)
+    ranked = []
+    for row in csv.DictReader(io.StringIO(dump.getvalue())):
+        scale = float(row["scale"] or 0)
+        if scale > 0:
+            ranked.append((row["tensor_name"], math.sqrt(float(row["mean_squared_error"])) / scale))
+    return sorted(ranked, key=lambda item: -item[1])
+
+
+def _selective_int8(session: CompressionSession, denylisted: Sequence[str], representative: np.ndarray,
+                    name: str) -> VariantReport:
+    from tfdeploy import backend
+    from tfdeploy.predictors import tflite_predictor
+    from tfdeploy.tflite import saved_model_converter
+
+    tf = backend.tf()
+    start = time.perf_counter()
+    with saved_model_converter(session.loaded.model) as converter:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted))
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([sample[None]] for sample in representative),
+            debug_options=options)
+        blob = bytes(debugger.get_nondebug_quantized_model())
+    path = write_atomic(session.out_dir / f"{name}.tflite", blob)
+    predictor = tflite_predictor(blob, name)
+    return session.measure(name, path, predictor, None, time.perf_counter() - start,
+                           [f"kept in float: {', '.join(denylisted)}"], predictor.predict(session.x_eval))
+
+
+def auto_compress(config: AutoConfig) -> AutoReport:
+    """Searches the candidates for the best variant within the accuracy budget.
+
+    Returns:
+        An :class:`AutoReport`; the chosen artifact is in ``compress.out_dir`` (the original model
+        when nothing meets the budget), the trial table in ``auto_report.json``.
+
+    Raises:
+        TfdeployError: Without labelled validation data, or for a negative budget.
+
+    Example:
+        >>> auto_compress(AutoConfig(CompressConfig("m.keras", "out", data="d.npz"), 0.5)).chosen  # doctest: +SKIP
+        'ptq-int8'
+    """
+    if config.max_accuracy_drop < 0:
+        raise TfdeployError(f"The accuracy budget cannot be negative. Received: max_accuracy_drop={config.max_accuracy_drop}")
+    if config.compress.data is None:
+        raise TfdeployError("--auto needs labelled validation data to measure accuracy: pass --data with y (and "
+                            "x_val/y_val) or an image directory. Received: data=None")
+    out_dir = Path(config.compress.out_dir)
+    trials_dir = out_dir / "trials"
+    session = CompressionSession(dataclasses.replace(config.compress, out_dir=trials_dir, overwrite=True),
+                                 recipes_needing_data=[c.recipe for c in config.candidates])
+    if session.base_accuracy is None:
+        raise TfdeployError("--auto needs labels: the data has no y/y_val (or the model is not a classifier). "
+                            f"Received: data={session.data.source!r}")
+    base = session.base_accuracy
+    budget = config.max_accuracy_drop * (100 * base) / 100 if config.relative else config.max_accuracy_drop
+    budget_text = (f"{config.max_accuracy_drop}% of {100 * base:.2f}% = {budget:.3f} points" if config.relative
+                   else f"{budget} points")
+    say = config.compress.progress
+    start = time.perf_counter()
+    trials: list[Trial] = []
+    best: Trial | None = None
+    stopped = "every candidate tried"
+    for index, candidate in enumerate(config.candidates):
+        if config.max_trials is not None and index >= config.max_trials:
+            stopped = f"max trials ({config.max_trials}) reached"
+            break
+        if config.timeout_s is not None and time.perf_counter() - start > config.timeout_s:
+            stopped = f"timeout ({config.timeout_s} s) reached"
+            break
+        if best is not None:
+            remaining = config.candidates[index:]
+            expected = [(c.expected_size * session.original.gzip_bytes if config.objective is Objective.SIZE
+                         else c.expected_latency * session.original.latency_ms) for c in remaining]
+            if min(expected) >= _score(best, config.objective):
+                stopped = f"{best.name} meets the budget and no remaining candidate is expected to beat it"
+                break
+        began = time.perf_counter()
+        variant = session.run_recipe(candidate.recipe, label=f"[trial {index + 1}] ")
+        trial = _trial(variant, base, budget, time.perf_counter() - began)
+        trials.append(trial)
+        say(f"  {trial.name}: {format_bytes(trial.gzip_bytes)} gzip, accuracy {100 * trial.accuracy:.2f}% "
+            f"(drop {trial.drop_points:.2f} pts) -> {'passed' if trial.passed else 'failed'}")
+        if not trial.passed and candidate.recipe is Recipe.PTQ_INT8:
+            trial = _selective_search(session, base, budget, trials) or trial
+        if trial.passed and (best is None or _score(trial, config.objective) < _score(best, config.objective)):
+            best = trial
+    chosen_name, chosen_path = _publish_choice(config, session, best, trials)
+    report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, budget=budget_text,
+                        original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
+                        stopped_because=stopped if best else "no candidate met the budget: the original stays")
+    write_atomic(out_dir / "auto_report.json", report.to_json())
+    write_atomic(out_dir / "auto_report.md", f"# Accuracy-aware compression\n\n```\n{report.to_table()}\n```\n")
+    return report
+
+
+def _selective_search(session: CompressionSession, base: float, budget: float, trials: list[Trial]) -> Trial | None:
+    say = session.progress
+    representative = session.representative()
+    say("  int8 misses the budget: ranking layers by quantization error (TFLite quantization debugger)")
+    ranked = sensitive_tensors(session, representative)
+    for count in SELECTIVE_STEPS:
+        if count > len(ranked):
+            break
+        kept = [name for name, _ in ranked[:count]]
+        began = time.perf_counter()
+        variant = _selective_int8(session, kept, representative, f"ptq-int8-float{count}")
+        trial = _trial(variant, base, budget, time.perf_counter() - began, kept)
+        trials.append(trial)
+        say(f"  {trial.name}: kept {count} in float -> accuracy {100 * trial.accuracy:.2f}% "
+            f"(drop {trial.drop_points:.2f} pts) {'passed' if trial.passed else 'failed'}")
+        if trial.passed:
+            return trial
+    return None
+
+
+def _publish_choice(config: AutoConfig, session: CompressionSession, best: Trial | None,
+                    trials: list[Trial]) -> tuple[str, str]:
+    out_dir = Path(config.compress.out_dir)
+    if best is None:
+        name, source = "original", Path(session.loaded.path)
+    else:
+        name, source = best.name, Path(best.path)
+    target = out_dir / f"auto-{name}{source.suffix if source.is_file() else ''}"
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        write_atomic(target, source.read_bytes())
+    if not config.keep_all:
+        shutil.rmtree(out_dir / "trials", ignore_errors=True)
+        for trial in trials:
+            trial.path = "" if trial is not best else str(target)
+    return name, str(target)
