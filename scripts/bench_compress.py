@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tfdeploy import examples, runtime
-from tfdeploy.compress import CompressConfig, compress
+from tfdeploy.compression import CompressConfig, compress
 from tfdeploy.recipes import Int8Granularity, Recipe
 
 INT8 = ("qat", "prune-qat", "cluster-qat", "ptq-int8", "prune-int8")

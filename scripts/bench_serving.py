@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 
 from tfdeploy import examples, runtime
-from tfdeploy.bench import BenchConfig, bench
-from tfdeploy.export import ExportConfig, export
+from tfdeploy.benchmark import BenchConfig, bench
+from tfdeploy.serving_export import ExportConfig, export
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
         "report": report.to_dict(),
     }
     (args.out / "bench.json").write_text(json.dumps(payload, indent=2))
-    from tfdeploy.bench import plot_latencies
+    from tfdeploy.benchmark import plot_latencies
 
     plot_latencies(report.results, args.out / "latency.png")
     print(json.dumps(targets, indent=2))

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfdeploy.compress import CompressConfig, CompressionSession, VariantReport
+from tfdeploy.compression import CompressConfig, CompressionSession, VariantReport
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
 from tfdeploy.recipes import Objective, Recipe

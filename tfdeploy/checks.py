@@ -146,7 +146,7 @@ def graph_causes(function: Any) -> list[Cause]:
 
 def _inputs(predictor: Predictor, data: str | os.PathLike | Dataset | None, samples: int, seed: int) -> np.ndarray:
     if data is None:
-        from tfdeploy.bench import synthetic_inputs
+        from tfdeploy.benchmark import synthetic_inputs
 
         return synthetic_inputs(predictor.sample_shape, samples, seed)
     shape = predictor.sample_shape
@@ -293,7 +293,7 @@ def check_parity(source: str | os.PathLike, artifacts: Sequence[str | os.PathLik
         >>> check_parity("model.keras", ["out/ptq-int8.tflite"], data="data.npz").passed   # doctest: +SKIP
         True
     """
-    from tfdeploy.compress import top1
+    from tfdeploy.compression import top1
 
     if not artifacts:
         raise TfdeployError("Give at least one artifact to compare. Received: artifacts=[]")

@@ -166,7 +166,7 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
 
     Writes one artifact per recipe into --out plus report.json, report.md and report.png.
     """
-    from tfdeploy.compress import CompressConfig, compress
+    from tfdeploy.compression import CompressConfig, compress
     from tfdeploy.model import parse_custom_objects
 
     config = CompressConfig(
@@ -255,7 +255,7 @@ def export_command(model: Path, base_dir: Path, version: int | None, overwrite: 
                    no_warmup: bool, warmup_data: Path | None, warmup_batch_sizes: tuple[int, ...],
                    custom_objects: tuple[str, ...], as_json: bool) -> None:
     """Export MODEL as a new TF Serving version under --base-dir (atomic, with warmup)."""
-    from tfdeploy.export import ExportConfig, export
+    from tfdeploy.serving_export import ExportConfig, export
     from tfdeploy.model import parse_custom_objects
 
     config = ExportConfig(
@@ -304,7 +304,7 @@ def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_bat
 def verify_command(version_dir: Path, source_model: Path | None, signature_name: str, no_cold_start: bool,
                    atol: float, as_json: bool) -> None:
     """Check VERSION_DIR the way TF Serving would load it; exit 1 if any check fails."""
-    from tfdeploy.verify import verify
+    from tfdeploy.verification import verify
 
     report = verify(version_dir, source_model=source_model, signature_name=signature_name,
                     cold_start=not no_cold_start, atol=atol)
@@ -452,7 +452,7 @@ def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], req
     ARTIFACTS: Keras files, SavedModel version directories (served through their signature) and
     .tflite files.
     """
-    from tfdeploy.bench import BenchConfig, bench
+    from tfdeploy.benchmark import BenchConfig, bench
 
     if requests is not None and duration is not None:
         raise click.BadParameter("give --requests or --duration, not both")

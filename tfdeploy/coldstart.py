@@ -46,7 +46,7 @@ def replay_warmup(signatures: Any, logs: list[Any], iterations: int = 1) -> int:
 
 
 def _measure_here(artifact: str, replay: bool, steady_calls: int, signature_name: str) -> dict[str, Any]:
-    from tfdeploy.bench import synthetic_inputs
+    from tfdeploy.benchmark import synthetic_inputs
     from tfdeploy.predictors import is_saved_model_dir, predictor_for_file, saved_model_predictor
     from tfdeploy.warmup import WARMUP_FILE, read_warmup
 

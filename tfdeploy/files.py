@@ -9,10 +9,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from tfdeploy.errors import TfdeployError
 
@@ -42,10 +44,21 @@ def write_atomic(target: Path, data: bytes | str) -> Path:
     return target
 
 
-def staging_directory(target: Path) -> Path:
-    """A hidden, empty directory beside ``target`` to assemble it in (not numeric: TF Serving skips it)."""
+@contextlib.contextmanager
+def staged_directory(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yields a hidden, empty directory beside ``target``; on success it becomes ``target``.
+
+    The staging name starts with a dot and is not numeric, so TF Serving never loads it. If the
+    block raises, the staging directory is removed and ``target`` is untouched.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        publish_directory(staging, target, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:

@@ -111,12 +111,12 @@ def deploy(config: DeployConfig) -> DeployReport:
         >>> deploy(DeployConfig("run", example=True, recipes=[Recipe.PTQ_INT8])).files   # doctest: +SKIP
     """
     from tfdeploy import runtime
-    from tfdeploy.bench import BenchConfig, bench
-    from tfdeploy.compress import CompressConfig, compress
+    from tfdeploy.benchmark import BenchConfig, bench
+    from tfdeploy.compression import CompressConfig, compress
     from tfdeploy.examples import prepare_example
-    from tfdeploy.export import ExportConfig, export
+    from tfdeploy.serving_export import ExportConfig, export
     from tfdeploy.serving_config import ServedModel, ServingConfig, write_serving_config
-    from tfdeploy.verify import verify
+    from tfdeploy.verification import verify
 
     if (config.model is None) == (not config.example):
         raise TfdeployError("Give a MODEL or --example (not both). "

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.recipes import VersionPolicy
-from tfdeploy.files import publish_directory, staging_directory
+from tfdeploy.files import staged_directory
 from tfdeploy.report import Report
 
 CONTAINER_MODELS = "/models"
@@ -115,7 +114,7 @@ class ServingConfig:
 
 
 def _validate_model(model: ServedModel) -> None:
-    from tfdeploy.export import existing_versions
+    from tfdeploy.serving_export import existing_versions
 
     if not model.name or "/" in model.name:
         raise TfdeployError(f"A model name is a non-empty name without '/'. Received: name={model.name!r}")
@@ -381,14 +380,9 @@ def write_serving_config(config: ServingConfig) -> ServingConfigReport:
         "kserve.yaml": _kserve(config),
         "README.md": _README,
     }
-    staging = staging_directory(out)
-    try:
+    with staged_directory(out, overwrite=True) as staging:
         for name, text in contents.items():
             (staging / name).write_text(text)
         (staging / "run.sh").chmod(0o755)
-        publish_directory(staging, out, overwrite=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ServingConfigReport(out_dir=str(out), files=sorted(contents), models=[m.name for m in config.models],
                                flags=server_flags(config))

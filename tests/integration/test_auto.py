@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from tfdeploy.auto import AutoConfig, Candidate, auto_compress
 from tfdeploy.cli import main
-from tfdeploy.compress import CompressConfig
+from tfdeploy.compression import CompressConfig
 from tfdeploy.errors import TfdeployError
 from tfdeploy.recipes import Recipe
 

@@ -2,15 +2,14 @@
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfdeploy.bench import BenchConfig, bench, hot_swap
+from tfdeploy.benchmark import BenchConfig, bench, hot_swap
 from tfdeploy.checks import check_determinism, check_parity
 from tfdeploy.cli import main
-from tfdeploy.compress import CompressConfig, compress
-from tfdeploy.export import ExportConfig, export
+from tfdeploy.compression import CompressConfig, compress
+from tfdeploy.serving_export import ExportConfig, export
 from tfdeploy.recipes import Recipe
 
 

@@ -31,7 +31,7 @@ def test_compress_table_output(model_files, tmp_path):
     assert result.exit_code == 0, result.output
     assert "strip.h5" not in result.stdout  # the table shows names, not paths
     lines = result.stdout.splitlines()
-    assert lines[0].endswith("(tf_keras)")
+    assert lines[0].startswith(f"model: {model_files['tf_keras.h5']} (tf_keras); evaluated on 64 samples")
     assert lines[1].split()[:3] == ["variant", "format", "raw"]
     assert [line.split()[0] for line in lines[3:5]] == ["original", "strip"]
     assert (tmp_path / "strip.h5").is_file()

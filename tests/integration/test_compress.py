@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfdeploy import backend
-from tfdeploy.compress import CompressConfig, compress
+from tfdeploy.compression import CompressConfig, compress
 from tfdeploy.errors import TfdeployError
 from tfdeploy.model import load_model
 from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe

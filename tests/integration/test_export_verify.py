@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from tfdeploy import backend
 from tfdeploy.cli import main
 from tfdeploy.errors import TfdeployError
-from tfdeploy.export import ExportConfig, export
+from tfdeploy.serving_export import ExportConfig, export
 from tfdeploy.signature import read_signatures
-from tfdeploy.verify import verify
+from tfdeploy.verification import verify
 from tfdeploy.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, predict_log, read_warmup, write_warmup, write_warmup_records
 
 
@@ -93,7 +93,7 @@ def test_version_auto_and_existing_version_is_never_touched(model_files, tmp_pat
 
 
 def test_failing_mid_export_leaves_nothing(model_files, tmp_path, monkeypatch):
-    import tfdeploy.export as export_module
+    import tfdeploy.serving_export as export_module
 
     base = tmp_path / "m"
     export(ExportConfig(model_files["keras3.keras"], base))
@@ -196,7 +196,7 @@ def test_missing_signature_and_non_numeric_directory(exported, tmp_path):
 
 
 def test_tflite_variant_is_exported_beside_its_savedmodel(compress_inputs, tmp_path):
-    from tfdeploy.compress import CompressConfig, compress
+    from tfdeploy.compression import CompressConfig, compress
     from tfdeploy.recipes import Recipe
 
     compress(CompressConfig(compress_inputs["keras3"], tmp_path / "c", recipes=[Recipe.PTQ_DYNAMIC], latency_repeats=2))

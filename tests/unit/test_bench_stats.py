@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tfdeploy.bench import LatencyStats, percentile, run_load
+from tfdeploy.benchmark import LatencyStats, percentile, run_load
 from tfdeploy.errors import TfdeployError
 
 

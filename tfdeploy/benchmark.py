@@ -474,7 +474,7 @@ def hot_swap_in_fresh_process(old_version: str | os.PathLike, new_version: str |
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "tfdeploy.bench", str(old_version), str(new_version),
+    command = [sys.executable, "-m", "tfdeploy.benchmark", str(old_version), str(new_version),
                "--concurrency", str(concurrency), "--steady-s", str(steady_s), "--after-s", str(after_s),
                "--batch-size", str(batch_size), "--seed", str(seed)] + (["--warm"] if warm else [])
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,

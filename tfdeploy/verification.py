@@ -22,7 +22,7 @@ import numpy as np
 
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
-from tfdeploy.export import TFLITE_FILE
+from tfdeploy.serving_export import TFLITE_FILE
 from tfdeploy.report import Report, format_table
 from tfdeploy.signature import PREDICT_METHOD, read_signatures
 from tfdeploy.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, read_warmup, request_of
@@ -231,7 +231,7 @@ def _check_tflite(path: Path, signature: Any) -> str:
 
 def _parity(function: Any, signature: Any, source_model: Any, logs: list[Any] | None,
             custom_objects: Mapping[str, Any] | None, atol: float) -> dict[str, Any]:
-    from tfdeploy.compress import top1
+    from tfdeploy.compression import top1
     from tfdeploy.predictors import predictor_for_file
     from tfdeploy.warmup import synthesize_inputs
 

@@ -6,7 +6,7 @@ will happily serve a half-copied one. So the whole version — SavedModel, warmu
 into place in one step; a failed or interrupted export leaves no numeric directory behind.
 
 Example:
-    >>> from tfdeploy.export import ExportConfig, export
+    >>> from tfdeploy.serving_export import ExportConfig, export
     >>> report = export(ExportConfig("example/model.keras", "models/fashion"))   # doctest: +SKIP
     >>> report.version_dir
     'models/fashion/1'
@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from tfdeploy import backend
 from tfdeploy.data import Dataset
 from tfdeploy.errors import TfdeployError
-from tfdeploy.files import publish_directory, staging_directory
+from tfdeploy.files import staged_directory
 from tfdeploy.model import load_model
 from tfdeploy.report import Report
 from tfdeploy.signature import read_signatures
@@ -171,13 +171,8 @@ def export(config: ExportConfig) -> ExportReport:
     loaded = load_model(source, custom_objects=config.custom_objects)
     base.mkdir(parents=True, exist_ok=True)
     target = base / str(version)
-    staging = staging_directory(target)
-    try:
+    with staged_directory(target, config.overwrite) as staging:
         warmup = _write_version(config, staging, loaded.model, base.resolve().name)
-        publish_directory(staging, target, config.overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if isinstance(warmup, WarmupReport):
         warmup.path = str(target / Path(warmup.path).relative_to(staging))
     files = [p for p in target.rglob("*") if p.is_file()]
