@@ -207,15 +207,11 @@ def _io_list(value: Any) -> Any:
 
 def _unsupported_structure(model: Any) -> str | None:
     keras = keras3()
-    if not isinstance(model, (keras.Sequential,)) and type(model).__name__ != "Functional" and \
-            not getattr(model, "_is_graph_network", False) and not hasattr(model, "_functional"):
-        try:
-            from keras.src.models.functional import Functional
-        except ImportError:  # pragma: no cover
-            Functional = None
-        if Functional is None or not isinstance(model, Functional):
-            return (f"model {model.name!r} is a subclassed {type(model).__name__}; TFMOT needs a functional or "
-                    "Sequential model. Rebuild it with keras.Input(...) and layer calls (functional API)")
+    from keras.src.models.functional import Functional  # Keras 3 does not export it publicly
+
+    if not isinstance(model, (keras.Sequential, Functional)):
+        return (f"model {model.name!r} is a subclassed {type(model).__name__}; TFMOT needs a functional or "
+                "Sequential model. Rebuild it with keras.Input(...) and layer calls (functional API)")
     nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
     if nested:
         return (f"model {model.name!r} nests the model(s) {', '.join(nested)}; TFMOT cannot wrap layers inside "

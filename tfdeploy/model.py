@@ -17,7 +17,6 @@ import gzip
 import importlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -337,10 +336,7 @@ def save_model(model: Any, path: str | os.PathLike, include_optimizer: bool = Fa
         raise TfdeployError(f"save_model writes .keras or .h5 files. Received: path={str(path)!r}")
     fmt = ModelFormat.of_path(path)
     ensure_writable(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp_name)  # Keras refuses to overwrite silently in some versions; give it a fresh name.
-    tmp = Path(tmp_name)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # Keras picks the format by suffix
     try:
         kwargs = {"include_optimizer": False} if fmt is ModelFormat.H5 and not include_optimizer else {}
         if include_optimizer:

@@ -164,8 +164,6 @@ def _model_with_unsupported_layers(keras):
 
 
 def test_unsupported_layers_are_listed_not_fatal(tf_keras, compress_inputs, tmp_path):
-    import custom_layers
-
     path = tmp_path / "odd.h5"
     model = _model_with_unsupported_layers(tf_keras)
     model.save(path)
@@ -176,7 +174,6 @@ def test_unsupported_layers_are_listed_not_fatal(tf_keras, compress_inputs, tmp_
     assert "left in float (not supported by TFMOT QAT)" in qat_notes
     assert "rescale (Rescaling)" in qat_notes and "scale_it (Scale)" in qat_notes
     assert variant(report, "prune").sparsity_by_layer_type["Conv2D"] == pytest.approx(0.5, abs=0.02)
-    del custom_layers
 
 
 def test_subclassed_and_nested_models_are_refused_with_the_workaround(keras3, compress_inputs, tmp_path):
