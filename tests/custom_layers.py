@@ -21,3 +21,14 @@ def make_scale_layer(keras):
 
 
 Scale = make_scale_layer(backend.keras3())
+
+
+@backend.keras3().saving.register_keras_serializable(package="tfdeploy_corpus")
+class LearnedScale(backend.keras3().layers.Layer):
+    """A registered custom Keras 3 layer with a trainable weight (the corpus's ``custom_layer`` model)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * self.scale

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
+from tfdeploy import backend
 from tfdeploy.compression import CompressConfig, CompressionSession, VariantReport
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
+from tfdeploy.io_spec import Arrays
+from tfdeploy.tflite import converter_for, representative_dataset
 from tfdeploy.recipes import Objective, Recipe
 from tfdeploy.report import Report, format_bytes, format_table
 
@@ -61,17 +63,18 @@ SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, tried in turn
 
 @dataclasses.dataclass
 class Trial:
-    """One measured candidate."""
+    """One measured candidate (``error`` set when the candidate could not be made)."""
 
     name: str
-    gzip_bytes: int
-    accuracy: float
-    drop_points: float
-    latency_ms: float
+    gzip_bytes: int | None
+    accuracy: float | None
+    drop_points: float | None
+    latency_ms: float | None
     passed: bool
     seconds: float
     kept_float: list[str] = dataclasses.field(default_factory=list)
     path: str = ""
+    error: str | None = None
 
 
 @dataclasses.dataclass
@@ -88,9 +91,12 @@ class AutoReport(Report):
     stopped_because: str
 
     def to_table(self) -> str:
-        rows = [(t.name, format_bytes(t.gzip_bytes), round(100 * t.accuracy, 2), round(t.drop_points, 2),
-                 "passed" if t.passed else "failed", t.latency_ms, round(t.seconds, 1)) for t in self.trials]
+        rows = [(t.name, format_bytes(t.gzip_bytes), None if t.accuracy is None else round(100 * t.accuracy, 2),
+                 None if t.drop_points is None else round(t.drop_points, 2),
+                 "error" if t.error else "passed" if t.passed else "failed", t.latency_ms, round(t.seconds, 1))
+                for t in self.trials]
         kept = [f"{t.name}: kept in float {', '.join(t.kept_float)}" for t in self.trials if t.kept_float]
+        kept += [f"{t.name} could not be made: {t.error}" for t in self.trials if t.error]
         return "\n".join([
             f"auto-compress {self.model}: objective {self.objective}, budget {self.budget}, original accuracy "
             f"{100 * self.original_accuracy:.2f}%",
@@ -129,13 +135,36 @@ def _score(trial_or_variant: Any, objective: Objective) -> float:
 
 def _trial(variant: VariantReport, original_accuracy: float, budget_points: float, seconds: float,
            kept: Sequence[str] = ()) -> Trial:
+    if variant.failed or variant.accuracy is None:
+        return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=None, drop_points=None,
+                     latency_ms=variant.latency_ms, passed=False, seconds=seconds,
+                     error=variant.error or "not measurable here (see the compress report notes)")
     drop = 100 * (original_accuracy - variant.accuracy)
     return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=variant.accuracy, drop_points=drop,
                  latency_ms=variant.latency_ms, passed=drop <= budget_points + 1e-9, seconds=seconds,
                  kept_float=list(kept), path=variant.path)
 
 
-def sensitive_tensors(session: CompressionSession, representative: np.ndarray) -> list[tuple[str, float]]:
+def _debugger(session: CompressionSession, converter: Any, representative: Arrays, options: Any) -> Any:
+    """TFLite's quantization debugger; its debug data are lists in the quantized model's input order."""
+    tf = backend.tf()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    samples = representative_dataset(session.io, representative)
+    converter.representative_dataset = samples
+    made: dict[str, Any] = {}
+
+    def debug_dataset() -> Any:
+        details = made["debugger"]._quant_interpreter.get_input_details()
+        order = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in details]
+        for sample in samples():
+            yield [sample[key] for key in order]
+
+    made["debugger"] = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset,
+                                                                 debug_options=options)
+    return made["debugger"]
+
+
+def sensitive_tensors(session: CompressionSession, representative: Arrays) -> list[tuple[str, float]]:
     """Quantized tensors ranked by quantization error, worst first.
 
     The error is TFLite's quantization-debugger RMSE of each quantized tensor against its float
@@ -145,18 +174,11 @@ def sensitive_tensors(session: CompressionSession, representative: np.ndarray) -
     import csv
     import io
 
-    from tfdeploy import backend
-    from tfdeploy.tflite import saved_model_converter
-
     tf = backend.tf()
-    with saved_model_converter(session.loaded.model) as converter:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
-        options = tf.lite.experimental.QuantizationDebugOptions(
-            layer_direct_compare_metrics={"scale": lambda float_values, quant_values, scale, zero_point: scale})
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([sample[None]] for sample in representative),
-            debug_options=options)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"scale": lambda float_values, quant_values, scale, zero_point: scale})
+    with converter_for(session.loaded.model, session.io) as converter:
+        debugger = _debugger(session, converter, representative, options)
         debugger.run()
         dump = io.StringIO()
         debugger.layer_statistics_dump(dump)
@@ -168,26 +190,19 @@ def sensitive_tensors(session: CompressionSession, representative: np.ndarray) -
     return sorted(ranked, key=lambda item: -item[1])
 
 
-def _selective_int8(session: CompressionSession, denylisted: Sequence[str], representative: np.ndarray,
+def _selective_int8(session: CompressionSession, denylisted: Sequence[str], representative: Arrays,
                     name: str) -> VariantReport:
-    from tfdeploy import backend
+    from tfdeploy.compression import Artifact
     from tfdeploy.predictors import tflite_predictor
-    from tfdeploy.tflite import saved_model_converter
 
     tf = backend.tf()
     start = time.perf_counter()
-    with saved_model_converter(session.loaded.model) as converter:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted))
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([sample[None]] for sample in representative),
-            debug_options=options)
-        blob = bytes(debugger.get_nondebug_quantized_model())
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted))
+    with converter_for(session.loaded.model, session.io) as converter:
+        blob = bytes(_debugger(session, converter, representative, options).get_nondebug_quantized_model())
     path = write_atomic(session.out_dir / f"{name}.tflite", blob)
-    predictor = tflite_predictor(blob, name)
-    return session.measure(name, path, predictor, None, time.perf_counter() - start,
-                           [f"kept in float: {', '.join(denylisted)}"], predictor.predict(session.x_eval))
+    artifact = Artifact(path, tflite_predictor(blob, name), None, [f"kept in float: {', '.join(denylisted)}"])
+    return session.measure(name, artifact, time.perf_counter() - start)
 
 
 def auto_compress(config: AutoConfig) -> AutoReport:
@@ -243,8 +258,11 @@ def auto_compress(config: AutoConfig) -> AutoReport:
         variant = session.run_recipe(candidate.recipe, label=f"[trial {index + 1}] ")
         trial = _trial(variant, base, budget, time.perf_counter() - began)
         trials.append(trial)
-        say(f"  {trial.name}: {format_bytes(trial.gzip_bytes)} gzip, accuracy {100 * trial.accuracy:.2f}% "
-            f"(drop {trial.drop_points:.2f} pts) -> {'passed' if trial.passed else 'failed'}")
+        if trial.error:
+            say(f"  {trial.name}: could not be made ({trial.error}); the search goes on")
+        else:
+            say(f"  {trial.name}: {format_bytes(trial.gzip_bytes)} gzip, accuracy {100 * trial.accuracy:.2f}% "
+                f"(drop {trial.drop_points:.2f} pts) -> {'passed' if trial.passed else 'failed'}")
         if not trial.passed and candidate.recipe is Recipe.PTQ_INT8:
             trial = _selective_search(session, base, budget, trials) or trial
         if trial.passed and (best is None or _score(trial, config.objective) < _score(best, config.objective)):

@@ -22,12 +22,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
+from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
 from tfdeploy.predictors import is_saved_model_dir, predictor_for_file
 from tfdeploy.report import Report, format_table
 
@@ -149,7 +150,10 @@ class BenchConfig:
         warmup_requests: Untimed requests per thread before timing.
         threads: TFLite interpreter threads.
         cold_start: Also measure first-request latency in fresh processes.
+        data: Real inputs (``.npz``/image directory/Dataset) instead of synthesized ones.
         seed: Seed of the synthesized inputs.
+        custom_objects: Custom layers needed to load Keras artifacts.
+        safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
     """
 
     artifacts: Sequence[str | os.PathLike]
@@ -163,7 +167,10 @@ class BenchConfig:
     hot_swap: bool = False
     hot_swap_steady_s: float = 3.0
     hot_swap_after_s: float = 4.0
+    data: str | os.PathLike | Any = None
     seed: int = 0
+    custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    safe_mode: bool = True
     json_path: str | os.PathLike | None = None
     plot_path: str | os.PathLike | None = None
     progress: Callable[[str], None] = lambda message: None
@@ -201,9 +208,15 @@ class BenchReport(Report):
         return "\n".join(lines)
 
 
-def synthetic_inputs(shape: Sequence[int], batch: int, seed: int) -> np.ndarray:
-    """Normal(0, 1) float32 inputs of ``(batch, *shape)``."""
-    return np.random.default_rng(seed).normal(0, 1, size=(batch, *shape)).astype("float32")
+def request_inputs(io: ModelIO, batch: int, data: Any, seed: int) -> Arrays:
+    """One request's named inputs: the first ``batch`` samples of ``data`` (cycled), else synthesized."""
+    if data is None:
+        return synthesize(io, batch, np.random.default_rng(seed))
+    from tfdeploy.data import read_data
+
+    x = read_data(data, io, hold_out=False).x
+    index = np.arange(batch) % batch_size(x)
+    return {t.name: as_feed(x[t.name][index], t) for t in io.inputs}
 
 
 def bench(config: BenchConfig) -> BenchReport:
@@ -233,13 +246,14 @@ def bench(config: BenchConfig) -> BenchReport:
             raise TfdeployError(f"No artifact at this path. Received: path={str(path)!r}")
         config.progress(f"Loading {path}")
         # TFLite interpreters are not thread-safe: one per client thread.
-        predictors = [predictor_for_file(path, threads=config.threads)
+        predictors = [predictor_for_file(path, threads=config.threads, custom_objects=config.custom_objects,
+                                         safe_mode=config.safe_mode)
                       for _ in range(config.concurrency if path.suffix == ".tflite" else 1)]
         for batch in config.batch_sizes:
-            x = synthetic_inputs(predictors[0].sample_shape, batch, config.seed)
+            x = request_inputs(predictors[0].io, batch, config.data, config.seed)
             config.progress(f"  {path.name}: batch {batch}, {config.concurrency} client(s), "
                             + (f"{config.requests} requests" if config.requests else f"{config.duration_s} s"))
-            load = run_load(lambda i: predictors[i % len(predictors)].predict_batch(x), config.requests,
+            load = run_load(lambda i: predictors[i % len(predictors)].predict(x), config.requests,
                             config.duration_s, config.concurrency, config.warmup_requests)
             if not load.samples:
                 raise TfdeployError(f"Every request to {path.name} failed: {load.errors[:1]}. Received: path={str(path)!r}")
@@ -355,9 +369,8 @@ def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, war
     Raises:
         TfdeployError: If a version cannot be loaded or N+1 has no warmup file while ``warm``.
     """
-    from tfdeploy.coldstart import replay_warmup
     from tfdeploy.predictors import saved_model_predictor
-    from tfdeploy.warmup import WARMUP_FILE, read_warmup
+    from tfdeploy.warmup import WARMUP_FILE, read_warmup, replay_warmup
 
     old_path, new_path = Path(old_version), Path(new_version)
     for path in (old_path, new_path):
@@ -370,7 +383,7 @@ def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, war
     old = saved_model_predictor(old_path)
     if (old_path / WARMUP_FILE).is_file():
         replay_warmup(old.loaded.signatures, read_warmup(old_path / WARMUP_FILE))
-    x = synthetic_inputs(old.sample_shape, batch_size, seed)
+    x = request_inputs(old.io, batch_size, None, seed)
     for _ in range(20):
         old.predict_batch(x)
     current: dict[str, Any] = {"predictor": old, "label": "N"}

@@ -26,9 +26,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tfdeploy import backend
-from tfdeploy.data import Dataset, load_data
+from tfdeploy.data import Dataset, read_data
 from tfdeploy.errors import TfdeployError
-from tfdeploy.predictors import Predictor, is_saved_model_dir, predictor_for_file
+from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, sample, synthesize, top1
+from tfdeploy.predictors import Predictor, is_plain_saved_model, predictor_for_file
 from tfdeploy.report import Report, format_table
 
 RANDOM_LAYERS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
@@ -144,27 +145,30 @@ def graph_causes(function: Any) -> list[Cause]:
     return causes
 
 
-def _inputs(predictor: Predictor, data: str | os.PathLike | Dataset | None, samples: int, seed: int) -> np.ndarray:
+def check_inputs(io: ModelIO, data: str | os.PathLike | Dataset | None, samples: int, seed: int) -> Arrays:
+    """``samples`` named inputs: drawn from the data's validation split, or synthesized."""
     if data is None:
-        from tfdeploy.benchmark import synthetic_inputs
-
-        return synthetic_inputs(predictor.sample_shape, samples, seed)
-    shape = predictor.sample_shape
-    if not isinstance(data, Dataset):
-        image = len(shape) == 3
-        data = load_data(data, image_size=shape[:2] if image else None, channels=shape[2] if image else None)
-    x = data.x_val if data.x_val is not None else data.x
-    return Dataset(x=x).sample(samples, seed=seed).astype("float32")
+        return synthesize(io, samples, np.random.default_rng(seed))
+    bound = read_data(data, io, hold_out=False)
+    return {k: as_feed(v, io.input(k)) for k, v in sample(bound.x_val, samples, seed=seed).items()}
 
 
-def _hash(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+def _hash(outputs: Arrays) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(outputs):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(outputs[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _max_diff(a: Arrays, b: Arrays) -> float:
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in a)
 
 
 def check_determinism(artifact: str | os.PathLike, runs: int = 5, reloads: int = 2,
                       data: str | os.PathLike | Dataset | None = None, samples: int = 16, seed: int = 0,
-                      custom_objects: Mapping[str, Any] | None = None) -> DeterminismReport:
-    """Checks that an artifact returns bit-identical outputs run after run and load after load.
+                      custom_objects: Mapping[str, Any] | None = None, safe_mode: bool = True) -> DeterminismReport:
+    """Checks that an artifact returns bit-identical outputs (every output) run after run and load after load.
 
     Args:
         artifact: Keras file, SavedModel directory or ``.tflite`` file.
@@ -174,6 +178,7 @@ def check_determinism(artifact: str | os.PathLike, runs: int = 5, reloads: int =
         samples: Batch of inputs used for every call.
         seed: Seed of the synthesized inputs.
         custom_objects: Custom layers to load a Keras file.
+        safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
 
     Returns:
         A :class:`DeterminismReport`; ``identical`` is the verdict.
@@ -193,48 +198,52 @@ def check_determinism(artifact: str | os.PathLike, runs: int = 5, reloads: int =
         raise TfdeployError(f"No artifact at this path. Received: path={str(path)!r}")
     from tfdeploy.runtime import op_determinism_enabled
 
-    # Keras models are called as model(x), the way notebook code calls them: a Keras 3 layer called
-    # with training=True inside the model is random then (served with training=False, it is not).
-    predictor = predictor_for_file(path, custom_objects=custom_objects, training=None)
-    x = _inputs(predictor, data, samples, seed)
-    outputs: list[tuple[str, np.ndarray]] = []
-    for load in range(1 + reloads):
-        if load:
-            predictor = predictor_for_file(path, custom_objects=custom_objects, training=None)
-        for run in range(runs):
-            outputs.append((f"load {load + 1}, run {run + 1}", predictor.predict(x)))
+    def load() -> Predictor:
+        # Keras models are called as model(x), the way notebook code calls them: a Keras 3 layer called
+        # with training=True inside the model is random then (served with training=False, it is not).
+        return predictor_for_file(path, custom_objects=custom_objects, training=None, safe_mode=safe_mode)
+
+    predictor = load()
+    x = check_inputs(predictor.io, data, samples, seed)
+    outputs: list[tuple[str, Arrays]] = []
+    for index in range(1 + reloads):
+        predictor = predictor if index == 0 else load()
+        outputs.extend((f"load {index + 1}, run {run + 1}", predictor.predict(x)) for run in range(runs))
     reference = outputs[0][1]
     hashes = [_hash(out) for _, out in outputs]
-    diffs = [float(np.max(np.abs(out.astype(np.float64) - reference))) for _, out in outputs]
     first = next(((label, out) for (label, out), h in zip(outputs, hashes) if h != hashes[0]), None)
-    divergence = None
-    if first is not None:
-        label, out = first
-        per_sample = np.abs(out.astype(np.float64) - reference).reshape(len(x), -1).max(axis=1)
-        divergence = (f"{label} differs from load 1, run 1 in output 0 ({predictor.runtime}); most at sample "
-                      f"{int(np.argmax(per_sample))} (abs diff {float(per_sample.max()):.3g})")
-    causes = _find_causes(path, custom_objects)
+    divergence = None if first is None else _divergence(first, reference, predictor.runtime)
+    causes = _find_causes(path, custom_objects, safe_mode)
     op_determinism = op_determinism_enabled()
     if first is not None and not causes and not op_determinism:
         causes.append(Cause("op determinism off", "TensorFlow runtime",
                             "enable it: tfdeploy --deterministic (tf.config.experimental.enable_op_determinism)"))
-    return DeterminismReport(artifact=str(path), runs=runs, reloads=reloads, samples=len(x),
-                             identical=first is None, hashes=sorted(set(hashes)), max_abs_diff=max(diffs),
+    return DeterminismReport(artifact=str(path), runs=runs, reloads=reloads, samples=batch_size(x),
+                             identical=first is None, hashes=sorted(set(hashes)),
+                             max_abs_diff=max(_max_diff(out, reference) for _, out in outputs),
                              first_divergence=divergence, causes=causes, op_determinism=op_determinism)
 
 
-def _find_causes(path: Path, custom_objects: Mapping[str, Any] | None) -> list[Cause]:
+def _divergence(first: tuple[str, Arrays], reference: Arrays, runtime: str) -> str:
+    label, out = first
+    name = max(out, key=lambda k: float(np.max(np.abs(out[k].astype(np.float64) - reference[k]))))
+    per_sample = np.abs(out[name].astype(np.float64) - reference[name]).reshape(len(out[name]), -1).max(axis=1)
+    return (f"{label} differs from load 1, run 1 in output {name!r} ({runtime}); most at sample "
+            f"{int(np.argmax(per_sample))} (abs diff {float(per_sample.max()):.3g})")
+
+
+def _find_causes(path: Path, custom_objects: Mapping[str, Any] | None, safe_mode: bool) -> list[Cause]:
     if path.suffix == ".tflite":
         return []
-    tf = backend.tf()
-    if is_saved_model_dir(path) and not (path / "keras_metadata.pb").is_file():
-        loaded = tf.saved_model.load(str(path))
+    if is_plain_saved_model(path):
+        loaded = backend.tf().saved_model.load(str(path))
         return [c for f in loaded.signatures.values() for c in graph_causes(f)]
     from tfdeploy.model import load_model
 
-    model = load_model(path, custom_objects=custom_objects).model
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    function = tf.function(lambda x: model(x)).get_concrete_function(spec)
+    tf = backend.tf()
+    model = load_model(path, custom_objects=custom_objects, safe_mode=safe_mode).model
+    specs = {t.name: backend.tensor_spec(t, None) for t in backend.model_io(model).inputs}
+    function = tf.function(lambda inputs: backend.call_model(model, inputs, training=None)).get_concrete_function(specs)
     causes = layer_causes(model)
     random_layers = {c.where.split(" (")[0].split("/")[-1] for c in causes}
     causes += [c for c in graph_causes(function) if not any(name in c.where for name in random_layers)]
@@ -243,9 +252,10 @@ def _find_causes(path: Path, custom_objects: Mapping[str, Any] | None) -> list[C
 
 @dataclasses.dataclass
 class ParityResult:
-    """One artifact against the source."""
+    """One output of one artifact against the source."""
 
     artifact: str
+    output: str
     runtime: str
     max_abs_diff: float
     max_rel_diff: float
@@ -257,11 +267,12 @@ class ParityResult:
 
 @dataclasses.dataclass
 class ParityReport(Report):
-    """Outcome of :func:`check_parity`."""
+    """Outcome of :func:`check_parity`: one result per artifact and output."""
 
     source: str
     samples: int
     atol: float
+    rtol: float
     min_agreement: float
     results: list[ParityResult]
 
@@ -273,55 +284,69 @@ class ParityReport(Report):
         return {**super().to_dict(), "passed": self.passed}
 
     def to_table(self) -> str:
-        rows = [("PASS" if r.passed else "FAIL", Path(r.artifact).name, r.runtime, r.max_abs_diff, r.max_rel_diff,
-                 r.agreement, r.worst_sample, r.reason) for r in self.results]
-        return (f"parity with {self.source} on {self.samples} samples (atol {self.atol}, min agreement "
-                f"{self.min_agreement})\n" + format_table(rows, header=("", "artifact", "runtime", "max abs", "max rel",
-                                                                       "top-1 agreement", "worst sample", "")))
+        rows = [("PASS" if r.passed else "FAIL", Path(r.artifact).name, r.output, r.runtime, r.max_abs_diff,
+                 r.max_rel_diff, r.agreement, r.worst_sample, r.reason) for r in self.results]
+        return (f"parity with {self.source} on {self.samples} samples (atol {self.atol}, rtol {self.rtol}, min "
+                f"agreement {self.min_agreement})\n" + format_table(rows, header=(
+                    "", "artifact", "output", "runtime", "max abs", "max rel", "top-1 agreement", "worst sample", "")))
+
+
+def _compare(artifact: str, runtime: str, name: str, expected: np.ndarray, actual: np.ndarray, binary: bool,
+             atol: float, rtol: float, min_agreement: float) -> ParityResult:
+    if actual.shape != expected.shape:
+        raise TfdeployError(f"Output {name!r} of {artifact} has shape {actual.shape}, the source's {expected.shape}. "
+                            f"Received: path={artifact!r}")
+    diff = np.abs(actual - expected)
+    per_sample = diff.reshape(len(diff), -1).max(axis=1)
+    ref_top, got_top = top1(expected, binary), top1(actual, binary)
+    agreement = None if ref_top is None else float(np.mean(ref_top == got_top))
+    max_abs = float(diff.max())
+    tolerance = atol + rtol * float(np.max(np.abs(expected)))
+    close = max_abs <= tolerance
+    agrees = agreement is not None and agreement >= min_agreement
+    reason = ("within tolerance" if close else f"agreement {agreement:.3f} ≥ {min_agreement}" if agrees else
+              f"differs by {max_abs:.3g} > {tolerance:.3g}" + (f" and agreement {agreement:.3f} < {min_agreement}"
+                                                               if agreement is not None else ""))
+    return ParityResult(artifact=artifact, output=name, runtime=runtime, max_abs_diff=max_abs,
+                        max_rel_diff=float((diff / np.maximum(np.abs(expected), 1e-6)).max()), agreement=agreement,
+                        worst_sample=int(np.argmax(per_sample)), passed=close or agrees, reason=reason)
 
 
 def check_parity(source: str | os.PathLike, artifacts: Sequence[str | os.PathLike],
                  data: str | os.PathLike | Dataset | None = None, samples: int = 256, atol: float = 1e-3,
-                 min_agreement: float = 0.99, seed: int = 0,
-                 custom_objects: Mapping[str, Any] | None = None) -> ParityReport:
-    """Compares each artifact's outputs with the source model's on the same inputs.
+                 min_agreement: float = 0.99, seed: int = 0, custom_objects: Mapping[str, Any] | None = None,
+                 rtol: float = 0.0, safe_mode: bool = True) -> ParityReport:
+    """Compares every output of each artifact with the source model's on the same inputs.
 
-    An artifact passes when its max abs difference is ≤ ``atol`` or, for classifiers, its top-1
-    agreement is ≥ ``min_agreement`` (quantized models differ in value but must agree on the class).
+    An output passes when its max abs difference is ≤ ``atol + rtol × max|source output|`` or, for
+    class scores, its top-1 agreement is ≥ ``min_agreement`` (quantized models differ in value but
+    must agree on the class).
 
     Example:
         >>> check_parity("model.keras", ["out/ptq-int8.tflite"], data="data.npz").passed   # doctest: +SKIP
         True
     """
-    from tfdeploy.compression import top1
-
     if not artifacts:
         raise TfdeployError("Give at least one artifact to compare. Received: artifacts=[]")
-    reference_predictor = predictor_for_file(source, custom_objects=custom_objects)
-    x = _inputs(reference_predictor, data, samples, seed)
-    expected = reference_predictor.predict(x).astype(np.float64)
+    reference = predictor_for_file(source, custom_objects=custom_objects, safe_mode=safe_mode)
+    x = check_inputs(reference.io, data, samples, seed)
+    expected = {k: v.astype(np.float64) for k, v in reference.predict(x).items()}
     results = []
     for artifact in artifacts:
         if not Path(artifact).exists():
             raise TfdeployError(f"No artifact at this path. Received: path={str(artifact)!r}")
-        predictor = predictor_for_file(artifact, custom_objects=custom_objects)
-        actual = predictor.predict(x).astype(np.float64)
-        if actual.shape != expected.shape:
-            raise TfdeployError(f"Output 0 of {artifact} has shape {actual.shape}, the source's {expected.shape}. "
-                                f"Received: path={str(artifact)!r}")
-        diff = np.abs(actual - expected)
-        per_sample = diff.reshape(len(x), -1).max(axis=1)
-        ref_top, got_top = top1(expected), top1(actual)
-        agreement = None if ref_top is None else float(np.mean(ref_top == got_top))
-        max_abs = float(diff.max())
-        close = max_abs <= atol
-        agrees = agreement is not None and agreement >= min_agreement
-        reason = ("max abs diff within atol" if close else
-                  f"agreement {agreement:.3f} ≥ {min_agreement}" if agrees else
-                  f"output 0 differs by {max_abs:.3g} > atol" + (f" and agreement {agreement:.3f} < {min_agreement}"
-                                                                  if agreement is not None else ""))
-        results.append(ParityResult(
-            artifact=str(artifact), runtime=predictor.runtime, max_abs_diff=max_abs,
-            max_rel_diff=float((diff / np.maximum(np.abs(expected), 1e-6)).max()), agreement=agreement,
-            worst_sample=int(np.argmax(per_sample)), passed=close or agrees, reason=reason))
-    return ParityReport(source=str(source), samples=len(x), atol=atol, min_agreement=min_agreement, results=results)
+        predictor = predictor_for_file(artifact, custom_objects=custom_objects, safe_mode=safe_mode)
+        missing = sorted(set(reference.io.input_names) ^ set(predictor.io.input_names))
+        if missing:
+            raise TfdeployError(f"{artifact} takes inputs {predictor.io.input_names}, the source takes "
+                                f"{reference.io.input_names}; compare models of the same inputs. Received: "
+                                f"path={str(artifact)!r}")
+        actual = predictor.predict(x)
+        for info in reference.io.outputs:
+            if info.name not in actual:
+                raise TfdeployError(f"{artifact} has no output {info.name!r} (it has {sorted(actual)}). Received: "
+                                    f"path={str(artifact)!r}")
+            results.append(_compare(str(artifact), predictor.runtime, info.name, expected[info.name],
+                                    actual[info.name].astype(np.float64), info.is_binary, atol, rtol, min_agreement))
+    return ParityReport(source=str(source), samples=batch_size(x), atol=atol, rtol=rtol, min_agreement=min_agreement,
+                        results=results)

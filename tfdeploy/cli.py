@@ -69,6 +69,39 @@ def library_command(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@dataclasses.dataclass(frozen=True)
+class Loading:
+    """How commands load user models: custom objects and Keras's ``safe_mode``."""
+
+    custom_objects: dict[str, Any]
+    safe_mode: bool
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"custom_objects": self.custom_objects, "safe_mode": self.safe_mode}
+
+
+def model_loading(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds ``--custom-objects`` and ``--unsafe-deserialization``; the command receives ``loading``."""
+
+    @click.option("--custom-objects", "custom_object_specs", multiple=True, metavar="MODULE:NAME",
+                  help="Custom layer/function the model needs (repeatable); importing MODULE also registers "
+                       "@register_keras_serializable classes.")
+    @click.option("--unsafe-deserialization", is_flag=True,
+                  help="Allow Lambda layers: their Python code is stored in the model file and runs when it is "
+                       "loaded (Keras safe_mode=False). Only for files you trust.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, custom_object_specs: tuple[str, ...], unsafe_deserialization: bool, **kwargs: Any) -> Any:
+        from tfdeploy.model import parse_custom_objects
+
+        if unsafe_deserialization:
+            click.echo("Warning: --unsafe-deserialization: Lambda layers in the model file will run the Python code "
+                       "stored in it.", err=True)
+        loading = Loading(parse_custom_objects(custom_object_specs), safe_mode=not unsafe_deserialization)
+        return func(*args, loading=loading, **kwargs)
+
+    return wrapper
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tfdeploy")
 @click.option("--debug", is_flag=True, help="Show tracebacks and setup details.")
@@ -151,30 +184,33 @@ def _recipe_list(ctx: click.Context, param: click.Parameter, value: str) -> list
 @click.option("--max-trials", type=click.IntRange(min=1), help="--auto: at most this many candidates.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="--auto: seconds before stopping.")
 @click.option("--keep-all", is_flag=True, help="--auto: keep every trial's artifact.")
-@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME",
-              help="Custom layer/function needed to load the model (repeatable).")
+@click.option("--output", "output", metavar="NAME", help="Output accuracy is measured on (default: the first "
+              "classification head).")
+@click.option("--select-tf-ops", is_flag=True, help="Let TFLite conversion use TensorFlow select ops for ops without "
+              "a builtin kernel (the runtime then needs the Flex delegate).")
 @click.option("--overwrite", is_flag=True, help="Replace existing artifacts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @library_command
+@model_loading
 def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Path | None, epochs: int,
                      batch_size: int, learning_rate: float, target_sparsity: float, prune_structure: str | None,
                      clusters: int, calibration_samples: int, io_dtype: str, int8_granularity: str,
                      auto: bool, max_accuracy_drop: float, relative_budget: bool, objective: str,
-                     max_trials: int | None, timeout: float | None, keep_all: bool, custom_objects: tuple[str, ...],
-                     overwrite: bool, as_json: bool) -> None:
+                     max_trials: int | None, timeout: float | None, keep_all: bool, output: str | None,
+                     select_tf_ops: bool, overwrite: bool, as_json: bool, loading: Loading) -> None:
     """Compress MODEL with the chosen recipes and report size, accuracy and latency of each.
 
-    Writes one artifact per recipe into --out plus report.json, report.md and report.png.
+    Writes one artifact per recipe into --out plus report.json, report.md and report.png. Exits 1
+    when a recipe failed (the report names it and why); the others are still made.
     """
     from tfdeploy.compression import CompressConfig, compress
-    from tfdeploy.model import parse_custom_objects
 
     config = CompressConfig(
-        model=model, out_dir=out_dir, recipes=recipes, data=data, epochs=epochs, batch_size=batch_size,
+        model=model, out_dir=out_dir, recipes=recipes, data=data, output=output, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, target_sparsity=target_sparsity, prune_structure=prune_structure,
         clusters=clusters, calibration_samples=calibration_samples, io_dtype=IoDtype(io_dtype),
-        int8_granularity=Int8Granularity(int8_granularity),
-        custom_objects=parse_custom_objects(custom_objects), overwrite=overwrite, progress=progress,
+        int8_granularity=Int8Granularity(int8_granularity), select_tf_ops=select_tf_ops, overwrite=overwrite,
+        progress=progress, **loading.kwargs(),
     )
     if auto:
         from tfdeploy.auto import AutoConfig, auto_compress
@@ -182,9 +218,12 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
         report = auto_compress(AutoConfig(config, max_accuracy_drop=max_accuracy_drop, relative=relative_budget,
                                           objective=Objective(objective), max_trials=max_trials, timeout_s=timeout,
                                           keep_all=keep_all))
-    else:
-        report = compress(config)
+        click.echo(report.to_json() if as_json else report.to_table())
+        return
+    report = compress(config)
     click.echo(report.to_json() if as_json else report.to_table())
+    if report.failed:
+        sys.exit(1)
 
 
 def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -247,22 +286,21 @@ def with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 @click.option("--input-name", help="Signature input key (default: the model's input layer name).")
 @click.option("--no-warmup", is_flag=True, help="Do not write the warmup file.")
 @with_options(warmup_options)
-@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @library_command
+@model_loading
 def export_command(model: Path, base_dir: Path, version: int | None, overwrite: bool, source_model: Path | None,
                    signature_batch_size: int | None, extra_signatures: dict[str, int | None], input_name: str | None,
                    no_warmup: bool, warmup_data: Path | None, warmup_batch_sizes: tuple[int, ...],
-                   custom_objects: tuple[str, ...], as_json: bool) -> None:
+                   as_json: bool, loading: Loading) -> None:
     """Export MODEL as a new TF Serving version under --base-dir (atomic, with warmup)."""
     from tfdeploy.serving_export import ExportConfig, export
-    from tfdeploy.model import parse_custom_objects
 
     config = ExportConfig(
         model=model, base_dir=base_dir, version=version, overwrite=overwrite, source_model=source_model,
         batch_size=signature_batch_size, extra_signatures=extra_signatures, input_name=input_name,
         warmup=not no_warmup, warmup_data=warmup_data, warmup_batch_sizes=warmup_batch_sizes,
-        custom_objects=parse_custom_objects(custom_objects), progress=progress,
+        progress=progress, **loading.kwargs(),
     )
     report = export(config)
     click.echo(report.to_json() if as_json else report.to_table())
@@ -301,13 +339,14 @@ def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_bat
 @click.option("--atol", default=1e-4, show_default=True, type=float, help="Parity tolerance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @library_command
+@model_loading
 def verify_command(version_dir: Path, source_model: Path | None, signature_name: str, no_cold_start: bool,
-                   atol: float, as_json: bool) -> None:
+                   atol: float, as_json: bool, loading: Loading) -> None:
     """Check VERSION_DIR the way TF Serving would load it; exit 1 if any check fails."""
     from tfdeploy.verification import verify
 
     report = verify(version_dir, source_model=source_model, signature_name=signature_name,
-                    cold_start=not no_cold_start, atol=atol)
+                    cold_start=not no_cold_start, atol=atol, **loading.kwargs())
     click.echo(report.to_json() if as_json else report.to_table())
     if not report.passed:
         sys.exit(1)
@@ -404,15 +443,17 @@ def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version
 @click.option("--int8-granularity", type=click.Choice([g.value for g in Int8Granularity]),
               default=Int8Granularity.PER_TENSOR.value, show_default=True)
 @click.option("--bench-requests", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
+@click.option("--output", "output", metavar="NAME", help="Output accuracy is measured on (default: the first "
+              "classification head).")
+@click.option("--select-tf-ops", is_flag=True, help="Let TFLite conversion use TensorFlow select ops (Flex delegate).")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in --out.")
 @library_command
+@model_loading
 def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path | None, recipes: list[Recipe],
                    serve_variant: str, model_name: str | None, epochs: int, example_epochs: int,
-                   int8_granularity: str, bench_requests: int, custom_objects: tuple[str, ...],
-                   overwrite: bool) -> None:
+                   int8_granularity: str, bench_requests: int, output: str | None, select_tf_ops: bool,
+                   overwrite: bool, loading: Loading) -> None:
     """Whole pipeline: setup, compress, export with warmup, serving config, verify, bench."""
-    from tfdeploy.model import parse_custom_objects
     from tfdeploy.pipeline import DeployConfig, deploy
 
     options: GlobalOptions = click.get_current_context().obj
@@ -422,7 +463,7 @@ def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path 
         int8_granularity=Int8Granularity(int8_granularity), bench_requests=bench_requests,
         seed=0 if options.seed is None else options.seed, deterministic=options.deterministic,
         gpu_memory_growth=options.gpu_memory_growth, gpu_memory_limit_mb=options.gpu_memory_limit,
-        custom_objects=parse_custom_objects(custom_objects), overwrite=overwrite, progress=progress,
+        output=output, select_tf_ops=select_tf_ops, overwrite=overwrite, progress=progress, **loading.kwargs(),
     )
     click.echo(deploy(config).to_table())
 
@@ -442,11 +483,14 @@ def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path 
               help="Seconds of traffic before the load and after the switch.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG (timeline with --hot-swap).")
+@click.option("--data", type=click.Path(path_type=Path), help="Real request inputs: .npz or image directory "
+              "(default: synthesized from each artifact's inputs).")
 @library_command
+@model_loading
 def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], requests: int | None,
                   duration: float | None, concurrency: int, warmup_requests: int, threads: int | None,
                   no_cold_start: bool, hot_swap: bool, hot_swap_seconds: str, json_path: Path | None,
-                  plot_path: Path | None) -> None:
+                  plot_path: Path | None, data: Path | None, loading: Loading) -> None:
     """Latency percentiles, throughput, cold start (and hot swap) of ARTIFACTS, side by side.
 
     ARTIFACTS: Keras files, SavedModel version directories (served through their signature) and
@@ -464,7 +508,7 @@ def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], req
         artifacts=artifacts, batch_sizes=batch_sizes, requests=None if duration else (requests or 200),
         duration_s=duration, concurrency=concurrency, warmup_requests=warmup_requests, threads=threads,
         cold_start=not no_cold_start, hot_swap=hot_swap, hot_swap_steady_s=steady_s, hot_swap_after_s=after_s,
-        json_path=json_path, plot_path=plot_path, progress=progress,
+        json_path=json_path, plot_path=plot_path, data=data, progress=progress, **loading.kwargs(),
     )
     click.echo(bench(config).to_table())
 
@@ -480,17 +524,15 @@ def check_group() -> None:
 @click.option("--reloads", default=2, show_default=True, type=click.IntRange(min=0), help="Extra fresh loads.")
 @click.option("--data", type=click.Path(path_type=Path), help="Inputs: .npz or image directory (default: synthetic).")
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @library_command
+@model_loading
 def check_determinism_command(artifact: Path, runs: int, reloads: int, data: Path | None, samples: int,
-                              custom_objects: tuple[str, ...], as_json: bool) -> None:
+                              as_json: bool, loading: Loading) -> None:
     """Same inputs, N runs and K fresh loads: exit 0 if bit-identical, 1 if not (with the causes)."""
     from tfdeploy.checks import check_determinism
-    from tfdeploy.model import parse_custom_objects
 
-    report = check_determinism(artifact, runs=runs, reloads=reloads, data=data, samples=samples,
-                               custom_objects=parse_custom_objects(custom_objects))
+    report = check_determinism(artifact, runs=runs, reloads=reloads, data=data, samples=samples, **loading.kwargs())
     click.echo(report.to_json() if as_json else report.to_table())
     sys.exit(0 if report.identical else 1)
 
@@ -503,17 +545,18 @@ def check_determinism_command(artifact: Path, runs: int, reloads: int, data: Pat
 @click.option("--atol", default=1e-3, show_default=True, type=float, help="Max abs difference to pass.")
 @click.option("--min-agreement", default=0.99, show_default=True, type=click.FloatRange(0, 1),
               help="Top-1 agreement that passes a classifier whose values differ more than atol.")
-@click.option("--custom-objects", multiple=True, metavar="MODULE:NAME", help="Custom layer/function (repeatable).")
+@click.option("--rtol", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Also allowed: this fraction of the output's largest magnitude (for quantized regression outputs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @library_command
+@model_loading
 def check_parity_command(source: Path, artifacts: tuple[Path, ...], data: Path | None, samples: int, atol: float,
-                         min_agreement: float, custom_objects: tuple[str, ...], as_json: bool) -> None:
-    """Compare ARTIFACTS with SOURCE on the same inputs; exit 1 if any fails."""
+                         min_agreement: float, rtol: float, as_json: bool, loading: Loading) -> None:
+    """Compare every output of ARTIFACTS with SOURCE on the same inputs; exit 1 if any fails."""
     from tfdeploy.checks import check_parity
-    from tfdeploy.model import parse_custom_objects
 
     report = check_parity(source, artifacts, data=data, samples=samples, atol=atol, min_agreement=min_agreement,
-                          custom_objects=parse_custom_objects(custom_objects))
+                          rtol=rtol, **loading.kwargs())
     click.echo(report.to_json() if as_json else report.to_table())
     sys.exit(0 if report.passed else 1)
 

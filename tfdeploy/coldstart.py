@@ -27,32 +27,16 @@ from typing import Any
 from tfdeploy.errors import TfdeployError
 
 
-def replay_warmup(signatures: Any, logs: list[Any], iterations: int = 1) -> int:
-    """Runs every Predict record through the loaded signatures; returns the number of calls made."""
-    from tfdeploy import backend
-    from tfdeploy.warmup import request_of
-
-    tf = backend.tf()
-    calls = 0
-    for _ in range(iterations):
-        for log in logs:
-            kind, request = request_of(log)
-            if kind != "predict_log":
-                continue
-            function = signatures[request.model_spec.signature_name or "serving_default"]
-            function(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
-            calls += 1
-    return calls
-
-
 def _measure_here(artifact: str, replay: bool, steady_calls: int, signature_name: str) -> dict[str, Any]:
-    from tfdeploy.benchmark import synthetic_inputs
-    from tfdeploy.predictors import is_saved_model_dir, predictor_for_file, saved_model_predictor
-    from tfdeploy.warmup import WARMUP_FILE, read_warmup
+    import numpy as np
+
+    from tfdeploy.io_spec import synthesize
+    from tfdeploy.predictors import is_plain_saved_model, predictor_for_file, saved_model_predictor
+    from tfdeploy.warmup import WARMUP_FILE, read_warmup, replay_warmup
 
     path = Path(artifact)
     start = time.perf_counter()
-    if is_saved_model_dir(path) and not (path / "keras_metadata.pb").is_file():
+    if is_plain_saved_model(path):
         predictor = saved_model_predictor(path, signature_name)
     else:
         predictor = predictor_for_file(path)
@@ -65,7 +49,7 @@ def _measure_here(artifact: str, replay: bool, steady_calls: int, signature_name
         start = time.perf_counter()
         warmup_calls = replay_warmup(predictor.loaded.signatures, read_warmup(path / WARMUP_FILE))
         warmup_ms = (time.perf_counter() - start) * 1000
-    x = synthetic_inputs(predictor.sample_shape, 1, 12345)
+    x = synthesize(predictor.io, 1, np.random.default_rng(12345))
     start = time.perf_counter()
     predictor.predict_batch(x)
     first_ms = (time.perf_counter() - start) * 1000

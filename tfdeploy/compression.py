@@ -1,10 +1,17 @@
 """Compress a model with one or more recipes and measure what each bought.
 
 Every recipe writes one artifact into ``out_dir`` (``prune.keras``, ``ptq-int8.tflite``, ...) and
-the run writes ``report.json``, ``report.md`` and ``report.png`` (size vs accuracy). TFMOT recipes
-work on tf_keras; a Keras 3 model is bridged to tf_keras (:func:`tfdeploy.backend.to_tf_keras`,
-checked numerically) and pruned/clustered weights are copied back, so Keras 3 users get a Keras 3
-``.keras`` file back.
+the run writes ``report.json``, ``report.md`` and ``report.png`` (size vs accuracy). A recipe that
+cannot apply to the model is reported as failed with its reason; the others still run.
+
+How each family works (``docs/compress.md`` has the reasons):
+
+* ``prune`` is magnitude pruning with masks on TFMOT's schedule (:mod:`tfdeploy.pruning`), applied
+  to the user's own model: any Keras, nested models, recurrent and depthwise layers;
+* ``cluster`` and the QAT recipes use TFMOT on a flat tf_keras copy (:mod:`tfdeploy.bridge`);
+  clustered weights are copied back into the user's model, so the ``.keras`` file keeps its
+  structure;
+* TFLite recipes convert the model's named-signature SavedModel (:mod:`tfdeploy.tflite`).
 
 Example:
     >>> from tfdeploy import CompressConfig, Recipe, compress
@@ -17,27 +24,30 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import math
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from tfdeploy import backend
+from tfdeploy import backend, bridge, finetune
 from tfdeploy.backend import KerasFlavour
-from tfdeploy.data import Dataset, fit_to_input, load_data
+from tfdeploy.data import Dataset, ModelData, default_label_output, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import ensure_writable, write_atomic
-from tfdeploy.model import LoadedModel, ModelFormat, artifact_size, count_params, load_model, save_model
+from tfdeploy.io_spec import Arrays, ModelIO, synthesize, top1
+from tfdeploy.model import (LoadedModel, ModelFormat, artifact_size, count_params, has_optimizer_state, load_model,
+                            save_model)
 from tfdeploy.predictors import Predictor, keras_predictor, median_latency_ms, tflite_predictor
+from tfdeploy.pruning import kernel_sparsity
 from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe
 from tfdeploy.report import Report, format_bytes, format_markdown_table, format_table
-from tfdeploy.tflite import TfliteMode, convert
+from tfdeploy.tflite import FLEX_NOTE, Conversion, TfliteMode, convert
 
 ProgressFn = Callable[[str], None]
-KERNEL_WEIGHT_NAMES = ("kernel", "embeddings")
+REPORT_FILES = ("report.json", "report.md", "report.png")
 
 
 def _no_progress(message: str) -> None:
@@ -54,18 +64,21 @@ class CompressConfig:
         recipes: Recipes to run, each producing one artifact.
         data: ``.npz``/image directory path or a :class:`~tfdeploy.data.Dataset` for
             fine-tuning, calibration and evaluation.
-        epochs: Fine-tune epochs of TFMOT recipes.
+        output: The output accuracy is measured on (default: the first classification head).
+        epochs: Fine-tune epochs of the recipes that train.
         batch_size: Fine-tune batch size.
         learning_rate: Fine-tune learning rate (Adam).
         target_sparsity: Final sparsity of ``prune`` (0–1).
-        prune_structure: ``"2:4"`` for M-by-N structured sparsity (Conv2D/Dense only).
+        prune_structure: ``"2:4"`` for M-by-N structured sparsity.
         clusters: Number of weight clusters of ``cluster``.
         calibration_samples: Representative samples for full-int8 conversion.
         io_dtype: Input/output type of int8 TFLite models.
         int8_granularity: Weight-scale granularity of post-training int8 (ptq-int8, prune-int8).
+        select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         latency_repeats: Timed single-example calls per variant.
         seed: Seed for sampling calibration/synthetic inputs.
         custom_objects: Custom layers/functions needed to load the model.
+        safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
         overwrite: Replace existing artifacts.
         progress: Called with a line of text as long work advances (the CLI prints it).
     """
@@ -74,6 +87,7 @@ class CompressConfig:
     out_dir: str | os.PathLike
     recipes: Sequence[Recipe] = (Recipe.STRIP,)
     data: str | os.PathLike | Dataset | None = None
+    output: str | None = None
     epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 5e-4
@@ -83,9 +97,11 @@ class CompressConfig:
     calibration_samples: int = 300
     io_dtype: IoDtype = IoDtype.FLOAT32
     int8_granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
+    select_tf_ops: bool = False
     latency_repeats: int = 50
     seed: int = 0
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    safe_mode: bool = True
     overwrite: bool = False
     progress: ProgressFn = _no_progress
 
@@ -104,26 +120,33 @@ class CompressConfig:
 
 @dataclasses.dataclass
 class VariantReport(Report):
-    """Measurements of one artifact (the original or a recipe's output)."""
+    """Measurements of one artifact (the original or a recipe's output); ``status`` says if it was made."""
 
     name: str
-    path: str
+    path: str | None
     format: str
-    raw_bytes: int
-    gzip_bytes: int
-    raw_ratio: float
-    gzip_ratio: float
-    params: int | None
+    raw_bytes: int | None = None
+    gzip_bytes: int | None = None
+    raw_ratio: float | None = None
+    gzip_ratio: float | None = None
+    params: int | None = None
     sparsity: float | None = None
     sparsity_by_layer_type: dict[str, float] = dataclasses.field(default_factory=dict)
     accuracy: float | None = None
     accuracy_drop: float | None = None
     agreement: float | None = None
     max_abs_diff: float | None = None
+    max_abs_diff_by_output: dict[str, float] = dataclasses.field(default_factory=dict)
     latency_ms: float | None = None
     runtime: str | None = None
     seconds: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
 
 
 @dataclasses.dataclass
@@ -135,96 +158,65 @@ class CompressionReport(Report):
     out_dir: str
     data: str | None
     eval_samples: int
+    label_output: str | None
     variants: list[VariantReport]
     bridge_max_abs_diff: float | None = None
-    bridge_dropped_config_keys: list[str] = dataclasses.field(default_factory=list)
+    bridge_notes: list[str] = dataclasses.field(default_factory=list)
+    data_warnings: list[str] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
 
     HEADER = ("variant", "format", "raw", "gzip", "raw %", "gzip %", "sparsity", "accuracy", "drop (pts)",
               "agreement", "max |diff|", "latency ms", "time s")
 
+    @property
+    def failed(self) -> list[VariantReport]:
+        return [v for v in self.variants if v.failed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "failed": [v.name for v in self.failed]}
+
     def table_rows(self) -> list[tuple[Any, ...]]:
         def pct(value: float | None) -> float | None:
             return None if value is None else round(100 * value, 1)
 
-        return [
-            (v.name, v.format, format_bytes(v.raw_bytes), format_bytes(v.gzip_bytes), pct(v.raw_ratio),
-             pct(v.gzip_ratio), pct(v.sparsity), pct(v.accuracy),
-             None if v.accuracy_drop is None else round(100 * v.accuracy_drop, 2), pct(v.agreement),
-             v.max_abs_diff, v.latency_ms, None if v.seconds is None else round(v.seconds, 1))
-            for v in self.variants
-        ]
+        rows = []
+        for v in self.variants:
+            if v.failed:
+                rows.append((v.name, "FAILED", *[None] * (len(self.HEADER) - 3), None if v.seconds is None else
+                             round(v.seconds, 1)))
+                continue
+            rows.append((v.name, v.format, format_bytes(v.raw_bytes), format_bytes(v.gzip_bytes), pct(v.raw_ratio),
+                         pct(v.gzip_ratio), pct(v.sparsity), pct(v.accuracy),
+                         None if v.accuracy_drop is None else round(100 * v.accuracy_drop, 2), pct(v.agreement),
+                         v.max_abs_diff, v.latency_ms, None if v.seconds is None else round(v.seconds, 1)))
+        return rows
 
     def notes(self) -> list[str]:
-        lines = [f"{v.name}: {note}" for v in self.variants for note in v.notes]
+        lines = [f"{v.name} FAILED: {v.error}" for v in self.failed]
+        lines += [f"{v.name}: {note}" for v in self.variants for note in v.notes]
         if self.bridge_max_abs_diff is not None:
-            dropped = ", ".join(self.bridge_dropped_config_keys)
-            lines.insert(0, f"Keras 3 -> tf_keras bridge for TFMOT: max abs output difference "
-                            f"{self.bridge_max_abs_diff:.3g}" + (f"; config keys tf_keras lacks, dropped: {dropped}"
-                                                                 if dropped else ""))
-        return lines
+            lines.insert(0, f"tf_keras copy for TFMOT: max abs output difference {self.bridge_max_abs_diff:.3g}")
+            lines[1:1] = [f"tf_keras copy: {note}" for note in self.bridge_notes]
+        return [f"data: {w}" for w in self.data_warnings] + lines
+
+    def heading(self) -> str:
+        measured = f"accuracy on output {self.label_output!r}" if self.label_output else "no labels: agreement only"
+        return (f"model: {self.model} ({self.flavour}); evaluated on {self.eval_samples} samples "
+                f"({self.data or 'random inputs'}; {measured})")
 
     def to_table(self) -> str:
-        head = f"model: {self.model} ({self.flavour}); evaluated on {self.eval_samples} samples ({self.data or 'random inputs'})"
-        notes = [note if len(note) <= 200 else note[:200] + "… (full list in report.md)" for note in self.notes()]
-        return "\n".join([head, format_table(self.table_rows(), header=self.HEADER), *notes])
+        notes = [note if len(note) <= 240 else note[:240] + "… (full text in report.md)" for note in self.notes()]
+        return "\n".join([self.heading(), format_table(self.table_rows(), header=self.HEADER), *notes])
 
     def to_markdown(self) -> str:
         """The report as Markdown (``report.md``)."""
         notes = "\n".join(f"- {line}" for line in self.notes())
-        return (f"# Compression report\n\nModel `{self.model}` ({self.flavour}), evaluated on {self.eval_samples} "
-                f"samples from {self.data or 'random inputs (no --data)'}.\n\n"
+        return (f"# Compression report\n\n{self.heading()}\n\n"
                 f"{format_markdown_table(self.table_rows(), self.HEADER)}\n\n"
                 "Ratios are against the original file. Accuracy drop is in points (original − variant). "
-                "Agreement is top-1 agreement with the original model; latency is the median single-example "
-                "call in the runtime that would serve the variant.\n\n" + (f"## Notes\n\n{notes}\n" if notes else ""))
-
-
-# ------------------------------------------------------------------------------------------------
-# measurements
-# ------------------------------------------------------------------------------------------------
-
-def kernel_sparsity(model: Any) -> tuple[float | None, dict[str, float]]:
-    """Fraction of zero weights over kernels (overall and by layer type; TFMOT wrappers seen through)."""
-    zeros: dict[str, int] = {}
-    totals: dict[str, int] = {}
-    for layer in getattr(model, "layers", []):
-        kind = type(getattr(layer, "layer", layer)).__name__
-        for weight in layer.weights:
-            name = weight.name.split("/")[-1]
-            if not any(name.startswith(key) for key in KERNEL_WEIGHT_NAMES) and "_kernel" not in name:
-                continue
-            values = np.asarray(weight.numpy())
-            zeros[kind] = zeros.get(kind, 0) + int(np.sum(values == 0))
-            totals[kind] = totals.get(kind, 0) + values.size
-    if not totals:
-        return None, {}
-    overall = sum(zeros.values()) / sum(totals.values())
-    return overall, {kind: zeros[kind] / totals[kind] for kind in sorted(totals)}
-
-
-def _is_softmax_output(model: Any) -> bool:
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
-
-
-def top1(outputs: np.ndarray) -> np.ndarray | None:
-    """Predicted classes, or ``None`` for non-classifier outputs."""
-    if outputs.ndim == 2 and outputs.shape[1] > 1:
-        return np.argmax(outputs, axis=1)
-    if outputs.ndim == 2 and outputs.shape[1] == 1:
-        return (outputs[:, 0] > 0.5).astype(int)
-    return None
-
-
-def accuracy_of(outputs: np.ndarray, y: np.ndarray | None) -> float | None:
-    """Top-1 accuracy against integer or one-hot labels."""
-    predicted = top1(outputs)
-    if y is None or predicted is None:
-        return None
-    labels = np.argmax(y, axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
-    return float(np.mean(predicted == labels))
+                "Agreement is top-1 agreement with the original model; max |diff| is over every output; latency is "
+                "the median single-example call in the runtime that would serve the variant.\n\n"
+                + (f"## Notes\n\n{notes}\n" if notes else ""))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,9 +224,11 @@ def accuracy_of(outputs: np.ndarray, y: np.ndarray | None) -> float | None:
 # ------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
-class _Artifact:
+class Artifact:
+    """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes."""
+
     path: Path
-    predictor: Predictor
+    predictor: Predictor | None
     sparsity_model: Any = None
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -253,378 +247,205 @@ class CompressionSession:
         if out_dir.exists() and not out_dir.is_dir():
             raise TfdeployError(f"The output path exists and is not a directory. Received: out_dir={str(out_dir)!r}")
         config.progress(f"Loading {config.model}")
-        loaded = load_model(config.model, custom_objects=config.custom_objects, compile=True)
-        data = _load_data(config, loaded)
+        self.loaded = load_model(config.model, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
+        self.io: ModelIO = backend.model_io(self.loaded.model)
+        self.data: ModelData | None = None if config.data is None else read_data(config.data, self.io, config.output)
         needing = [r.value for r in recipes_needing_data if r.spec.needs_data]
-        if data is None and needing:
+        if self.data is None and needing:
             raise TfdeployError(
                 f"Recipe(s) {', '.join(needing)} need data to fine-tune or calibrate: pass --data with an .npz "
-                "(x, y, x_val, y_val) or an image directory. Without data, strip, tflite, ptq-dynamic and "
-                f"ptq-float16 work. Received: data=None"
-            )
+                "(x, y, x_val, y_val; x:NAME per input for several inputs) or an image directory. Without data, "
+                f"{', '.join(r.value for r in Recipe if not r.spec.needs_data)} work. Received: data=None")
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.config = config
-        self.loaded = loaded
-        self.data = data
-        self.out_dir = out_dir
-        self.progress = config.progress
-        self.input_shape = tuple(loaded.model.input_shape[1:])
-        self._tf_keras_model: Any = None
-        self.bridge_max_abs_diff: float | None = None
-        self.bridge_dropped_config_keys: list[str] = []
-        self._stages: dict[str, tuple[Any, list[str]]] = {}
-        self.x_eval = self.eval_inputs
-        self.y_eval = data.y_val if data is not None else None
-        self.progress(f"Measuring the original on {len(self.x_eval)} samples")
-        predictor = keras_predictor(loaded.model, "original")
+        self.config, self.out_dir, self.progress = config, out_dir, config.progress
+        self.head = config.output or default_label_output(self.io)
+        self._stages: dict[str, Any] = {}
+        self._bridge: bridge.BridgeResult | None = None
+        self._teacher_train: Arrays | None = None
+        self.x_eval = self.data.x_val if self.data is not None else synthesize(self.io, 64, np.random.default_rng(config.seed))
+        self.y_eval = self.data.y_val if self.data is not None and self.data.label_output else None
+        self.progress(f"Measuring the original on {len(next(iter(self.x_eval.values())))} samples")
+        predictor = self.original_predictor()
         self.reference = predictor.predict(self.x_eval)
-        self.base_accuracy = accuracy_of(self.reference, self.y_eval)
-        self._size0 = artifact_size(loaded.path)
-        has_kernels = loaded.flavour is not KerasFlavour.SAVED_MODEL and kernel_sparsity(loaded.model)[0] is not None
-        self.original = self.measure("original", loaded.path, predictor, loaded.model if has_kernels else None,
-                                     None, [], self.reference)
+        self.base_accuracy = self.accuracy_of(self.reference)
+        self._size0 = artifact_size(self.loaded.path)
+        keras_model = self.loaded.model if self.is_keras else None
+        self.original = self.measure("original", Artifact(self.loaded.path, predictor, keras_model), None)
 
-    def measure(self, name: str, path: Path, predictor: Predictor, sparsity_model: Any, seconds: float | None,
-                notes: list[str], outputs: np.ndarray) -> VariantReport:
+    @property
+    def is_keras(self) -> bool:
+        return self.loaded.flavour is not KerasFlavour.SAVED_MODEL
+
+    def original_predictor(self) -> Predictor:
+        if self.is_keras:
+            return keras_predictor(self.loaded.model, "original")
+        from tfdeploy.predictors import saved_model_predictor
+
+        return saved_model_predictor(self.loaded.path, name="original")
+
+    # --- measurement -------------------------------------------------------------------------------
+
+    def accuracy_of(self, outputs: Arrays) -> float | None:
+        """Top-1 accuracy of the labelled output against integer or one-hot labels."""
+        if self.y_eval is None or self.data is None or self.data.label_output is None:
+            return None
+        name = self.data.label_output
+        predicted = top1(outputs[name], binary=self.io.output(name).is_binary)
+        labels = self.y_eval[name]
+        if predicted is None:
+            return None
+        labels = np.argmax(labels, axis=1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(-1)
+        return float(np.mean(predicted == labels))
+
+    def agreement_of(self, outputs: Arrays) -> float | None:
+        if self.head is None:
+            return None
+        binary = self.io.output(self.head).is_binary
+        ref, got = top1(self.reference[self.head], binary), top1(outputs[self.head], binary)
+        return None if ref is None else float(np.mean(ref == got))
+
+    def measure(self, name: str, artifact: Artifact, seconds: float | None) -> VariantReport:
         """Sizes, sparsity, accuracy, agreement and latency of one artifact against the original."""
-        size = artifact_size(path)
-        sparsity, by_type = kernel_sparsity(sparsity_model) if sparsity_model is not None else (None, {})
-        accuracy = accuracy_of(outputs, self.y_eval)
-        ref_top, out_top = top1(self.reference), top1(outputs)
-        return VariantReport(
-            name=name, path=str(path), format=path.suffix or "savedmodel", raw_bytes=size.raw_bytes,
+        size = artifact_size(artifact.path)
+        sparsity, by_type = kernel_sparsity(artifact.sparsity_model) if artifact.sparsity_model is not None else (None, {})
+        report = VariantReport(
+            name=name, path=str(artifact.path), format=artifact.path.suffix or "savedmodel", raw_bytes=size.raw_bytes,
             gzip_bytes=size.gzip_bytes, raw_ratio=size.raw_bytes / self._size0.raw_bytes,
-            gzip_ratio=size.gzip_bytes / self._size0.gzip_bytes, params=count_params(self.loaded.model),
-            sparsity=sparsity, sparsity_by_layer_type=by_type, accuracy=accuracy,
-            accuracy_drop=None if accuracy is None or self.base_accuracy is None else self.base_accuracy - accuracy,
-            agreement=None if ref_top is None else float(np.mean(ref_top == out_top)),
-            max_abs_diff=float(np.max(np.abs(outputs - self.reference))),
-            latency_ms=median_latency_ms(predictor, self.x_eval, repeats=self.config.latency_repeats),
-            runtime=predictor.runtime, seconds=seconds, notes=notes,
-        )
+            gzip_ratio=size.gzip_bytes / self._size0.gzip_bytes,
+            params=count_params(artifact.sparsity_model if artifact.sparsity_model is not None else self.loaded.model),
+            sparsity=sparsity, sparsity_by_layer_type=by_type, seconds=seconds, notes=list(artifact.notes))
+        if artifact.predictor is None:
+            return report
+        outputs = artifact.predictor.predict(self.x_eval)
+        report.accuracy = self.accuracy_of(outputs)
+        if report.accuracy is not None and self.base_accuracy is not None:
+            report.accuracy_drop = self.base_accuracy - report.accuracy
+        report.agreement = self.agreement_of(outputs)
+        report.max_abs_diff_by_output = {
+            k: float(np.max(np.abs(outputs[k].astype(np.float64) - self.reference[k].astype(np.float64))))
+            for k in self.io.output_names}
+        report.max_abs_diff = max(report.max_abs_diff_by_output.values())
+        report.latency_ms = median_latency_ms(artifact.predictor, self.x_eval, repeats=self.config.latency_repeats)
+        report.runtime = artifact.predictor.runtime
+        return report
 
     def run_recipe(self, recipe: Recipe, label: str = "") -> VariantReport:
-        """Runs one recipe, writes its artifact and measures it."""
+        """Runs one recipe, writes its artifact and measures it; a recipe that fails is reported as failed."""
+        from tfdeploy.recipe_impl import RECIPES
+
         self.progress(f"{label}{recipe.value}: {recipe.spec.summary}")
         start = time.perf_counter()
-        artifact = self.run(recipe)
-        seconds = time.perf_counter() - start
-        return self.measure(recipe.value, artifact.path, artifact.predictor, artifact.sparsity_model, seconds,
-                            artifact.notes, artifact.predictor.predict(self.x_eval))
+        try:
+            artifact = RECIPES[recipe](self, recipe)
+            return self.measure(recipe.value, artifact, time.perf_counter() - start)
+        except TfdeployError as exc:
+            error, detail = str(exc), None
+        except Exception as exc:  # the recipe boundary: TF/Keras/TFMOT errors fail this recipe only
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            error, detail = f"{type(exc).__name__}: {first}", traceback.format_exc()
+        self.progress(f"  {recipe.value} FAILED: {error}")
+        return VariantReport(name=recipe.value, path=None, format=recipe.spec.output, status="failed", error=error,
+                             seconds=time.perf_counter() - start, notes=[detail] if detail else [])
 
     def finish(self, variants: list[VariantReport]) -> CompressionReport:
         """The report of ``variants`` (original first), written as report.json/md/png."""
+        bridge_result = self._bridge
         report = CompressionReport(
             model=str(self.loaded.path), flavour=self.loaded.flavour.value, out_dir=str(self.out_dir),
-            data=None if self.data is None else self.data.source, eval_samples=len(self.x_eval), variants=variants,
-            bridge_max_abs_diff=self.bridge_max_abs_diff, bridge_dropped_config_keys=self.bridge_dropped_config_keys,
-        )
-        report.files = [str(self.out_dir / name) for name in ("report.json", "report.md", "report.png")]
+            data=None if self.data is None else self.data.source, eval_samples=len(next(iter(self.x_eval.values()))),
+            label_output=self.data.label_output if self.data else None, variants=variants,
+            bridge_max_abs_diff=None if bridge_result is None or bridge_result.model is self.loaded.model
+            else bridge_result.max_abs_diff,
+            bridge_notes=[] if bridge_result is None else bridge_result.notes,
+            data_warnings=list(self.data.warnings) if self.data else [])
+        for variant in report.variants:  # tracebacks belong in report.json, not in the table
+            if variant.failed:
+                variant.notes = [n for n in variant.notes if not n.startswith("Traceback")]
+        names = REPORT_FILES
         write_atomic(self.out_dir / "report.json", report.to_json())
         write_atomic(self.out_dir / "report.md", report.to_markdown())
         _write_chart(report, self.out_dir / "report.png")
+        report.files = [str(self.out_dir / name) for name in names]
         return report
 
-    # --- shared pieces -------------------------------------------------------------------------
+    # --- pieces the recipes share --------------------------------------------------------------------
 
-    @property
-    def eval_inputs(self) -> np.ndarray:
-        if self.data is not None:
-            return self.data.x_val
-        rng = np.random.default_rng(self.config.seed)
-        return rng.normal(0, 1, size=(64, *self.input_shape)).astype("float32")
+    def require_keras(self, what: str) -> None:
+        if not self.is_keras:
+            raise TfdeployError(
+                f"{what} needs a Keras model with layers; this SavedModel has no Keras metadata. Pass the .keras/.h5 "
+                f"file it was exported from. Received: path={str(self.loaded.path)!r}")
 
-    def tf_keras_model(self) -> Any:
-        """The model in tf_keras (bridged once from Keras 3 if needed)."""
-        if self._tf_keras_model is None:
-            model = self.loaded.model
-            if self.loaded.flavour is KerasFlavour.KERAS3:
-                self.progress("  bridging the Keras 3 model to tf_keras for TFMOT")
-                bridge = backend.to_tf_keras(model, self.eval_inputs[:16])
-                self.bridge_max_abs_diff = bridge.max_abs_diff
-                self.bridge_dropped_config_keys = bridge.dropped_config_keys
-                if bridge.max_abs_diff > 1e-4:
-                    raise TfdeployError(
-                        f"The tf_keras copy of Keras 3 model {model.name!r} differs from it (max abs output "
-                        f"difference {bridge.max_abs_diff:.3g} > 1e-4); refusing to compress a different model. "
-                        "Give a tf_keras model instead."
-                    )
-                model = bridge.model
-            elif self.loaded.flavour is KerasFlavour.SAVED_MODEL:
-                raise TfdeployError(
-                    "TFMOT recipes need a Keras model with layers; this SavedModel has no Keras metadata. "
-                    f"Pass the .keras/.h5 file it was exported from. Received: path={str(self.loaded.path)!r}"
-                )
-            self._tf_keras_model = model
-        return self._tf_keras_model
+    def fresh_model(self) -> Any:
+        """A new copy of the user's model, read again from its file (custom layers, vocabularies and all)."""
+        return load_model(self.loaded.path, custom_objects=self.config.custom_objects,
+                          safe_mode=self.config.safe_mode).model
 
-    def clone_tf_keras(self) -> Any:
-        tk = backend.tf_keras()
-        source = self.tf_keras_model()
-        clone = tk.models.clone_model(source)
-        clone.set_weights(source.get_weights())
-        return clone
+    def bridge(self) -> bridge.BridgeResult:
+        """The flat tf_keras copy of the original for TFMOT (built once)."""
+        if self._bridge is None:
+            self.require_keras("TFMOT")
+            if bridge.needs_rebuild(self.loaded.model):
+                self.progress("  building a flat tf_keras copy of the model for TFMOT")
+            self._bridge = bridge.to_tf_keras(self.loaded.model, self.x_eval)
+        return self._bridge
 
-    def training_target(self) -> tuple[np.ndarray, Any]:
-        """Labels and loss for fine-tuning; soft labels from the original model without labels.
-
-        The output activation is read from the unwrapped model: TFMOT wrappers hide it.
-        """
+    def teacher_train(self) -> Arrays:
+        """The original model's outputs on the training inputs (targets for unlabelled outputs)."""
         assert self.data is not None
-        softmax = _is_softmax_output(self.loaded.model)
-        if self.data.y is not None:
-            y = self.data.y
-            from_logits = not softmax
-            if y.ndim == 2 and y.shape[1] > 1:
-                return y, backend.tf_keras().losses.CategoricalCrossentropy(from_logits=from_logits)
-            return y, backend.tf_keras().losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-        soft = keras_predictor(self.loaded.model).predict(self.data.x)
-        if softmax:
-            return soft, "categorical_crossentropy"
-        return soft, "mse"
+        if self._teacher_train is None:
+            self._teacher_train = self.original_predictor().predict(self.data.x)
+        return self._teacher_train
 
     def fine_tune(self, model: Any, label: str, callbacks: Sequence[Any] = ()) -> None:
-        tk = backend.tf_keras()
-        y, loss = self.training_target()
-        model.compile(optimizer=tk.optimizers.Adam(self.config.learning_rate), loss=loss)
-        callbacks = [*callbacks, backend.progress_callback(tk, self.progress, self.config.epochs, label)]
-        model.fit(self.data.x, y, epochs=self.config.epochs, batch_size=self.config.batch_size, verbose=0,
-                  callbacks=callbacks, shuffle=True)
-
-    def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.data.x) / self.config.batch_size))
-
-    def write_keras(self, recipe: Recipe, tf_keras_model: Any) -> tuple[Path, Any]:
-        """Saves a compressed tf_keras model in the user's Keras flavour and format."""
-        suffix = keras_suffix(self.loaded)
-        target = self.out_dir / f"{recipe.value}{suffix}"
-        if self.loaded.flavour is KerasFlavour.KERAS3:
-            keras = backend.keras3()
-            model = keras.models.clone_model(self.loaded.model)
-            model.set_weights(self.loaded.model.get_weights())
-            missing = backend.copy_weights_by_name(tf_keras_model, model)
-            if missing:
-                raise TfdeployError(f"Compressed weights have no match for layers {missing} of {model.name!r}.")
-        else:
-            model = tf_keras_model
-        save_model(model, target, overwrite=self.config.overwrite)
-        return target, model
-
-    def write_tflite(self, recipe: Recipe, blob: bytes) -> Path:
-        target = self.out_dir / f"{recipe.value}.tflite"
-        ensure_writable(target, self.config.overwrite)
-        return write_atomic(target, blob)
-
-    def representative(self) -> np.ndarray:
         assert self.data is not None
-        return self.data.sample(self.config.calibration_samples, seed=self.config.seed)
+        targets = finetune.training_targets(self.io, self.data.y, self.teacher_train())
+        options = finetune.FitOptions(self.config.epochs, self.config.batch_size, self.config.learning_rate,
+                                      self.config.seed)
+        finetune.fit(model, self.data.x, targets, options, callbacks, self.progress, label)
 
-    # --- TFMOT stages (cached: prune-qat reuses prune, cluster-qat reuses cluster) --------------
+    def steps(self) -> int:
+        assert self.data is not None
+        n = len(next(iter(self.data.x.values())))
+        return finetune.steps_per_epoch(n, self.config.batch_size) * self.config.epochs
 
-    def pruned(self) -> tuple[Any, list[str]]:
-        if "prune" not in self._stages:
-            self._stages["prune"] = self._prune()
-        return self._stages["prune"]
+    def target(self, recipe: Recipe, suffix: str) -> Path:
+        path = self.out_dir / f"{recipe.value}{suffix}"
+        ensure_writable(path, self.config.overwrite)
+        return path
 
-    def clustered(self) -> tuple[Any, list[str]]:
-        if "cluster" not in self._stages:
-            self._stages["cluster"] = self._cluster()
-        return self._stages["cluster"]
+    def write_keras(self, recipe: Recipe, model: Any) -> Path:
+        """Saves a compressed model of the user's structure in the user's Keras format."""
+        return save_model(model, self.target(recipe, keras_suffix(self.loaded)), overwrite=self.config.overwrite)
 
-    def _prune(self) -> tuple[Any, list[str]]:
-        tfmot = backend.tfmot()
-        sparsity = tfmot.sparsity.keras
-        config = self.config
-        total_steps = self.steps_per_epoch() * config.epochs
-        end_step = max(1, int(total_steps * 0.7))  # reach the target, then fine-tune at it
-        frequency = max(1, min(100, end_step // 10))
-        params: dict[str, Any] = {
-            "pruning_schedule": sparsity.PolynomialDecay(initial_sparsity=0.0, final_sparsity=config.target_sparsity,
-                                                         begin_step=0, end_step=end_step, frequency=frequency),
-        }
-        structured = config.prune_structure == "2:4"
-        if structured:
-            params = {"sparsity_m_by_n": (2, 4)}
-        skipped: list[str] = []
-        from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+    def write_tflite(self, recipe: Recipe, conversion: Conversion, sparsity_model: Any = None,
+                     notes: Sequence[str] = ()) -> Artifact:
+        path = write_atomic(self.target(recipe, ".tflite"), conversion.blob)
+        notes = [*notes, *conversion.notes]
+        if conversion.flex_ops:
+            notes.append(FLEX_NOTE.format(ops=", ".join(conversion.flex_ops)))
+            return Artifact(path, None, sparsity_model, notes)
+        return Artifact(path, tflite_predictor(conversion.blob, recipe.value), sparsity_model, notes)
 
-        tk = backend.tf_keras()
+    def representative(self) -> Arrays:
+        assert self.data is not None
+        return self.data.calibration(self.config.calibration_samples, seed=self.config.seed)
 
-        def wrap(layer: Any) -> Any:
-            if not layer.weights or isinstance(layer, tk.layers.InputLayer):
-                return layer
-            kind = type(layer).__name__
-            supported = prune_registry.PruneRegistry.supports(layer) and bool(
-                prune_registry.PruneRegistry._weight_names(layer))
-            if structured and kind not in ("Conv2D", "Dense"):
-                supported = False
-            if not supported:
-                if not isinstance(layer, tk.layers.BatchNormalization):
-                    skipped.append(f"{layer.name} ({kind})")
-                return layer
-            return sparsity.prune_low_magnitude(layer, **params)
-
-        self.progress(f"  pruning to {'2:4' if structured else config.target_sparsity} sparsity: "
-                      f"{total_steps} steps, target reached at step {end_step}, pruning every {frequency} steps")
-        model = tk.models.clone_model(self.clone_tf_keras(), clone_function=wrap)
-        self.fine_tune(model, "prune", callbacks=[sparsity.UpdatePruningStep()])
-        stripped = sparsity.strip_pruning(model)
-        notes = ["pruning zeroes weights but keeps them: the raw file does not shrink, the gzip size does"]
-        if structured:
-            notes.append("2:4 structured sparsity on Conv2D/Dense kernels")
-        if skipped:
-            notes.append("not pruned (not supported by TFMOT pruning): " + ", ".join(skipped))
-        return stripped, notes
-
-    def _cluster(self) -> tuple[Any, list[str]]:
-        tfmot = backend.tfmot()
-        clustering = tfmot.clustering.keras
-        from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry
-
-        tk = backend.tf_keras()
-        skipped: list[str] = []
-        params = {"number_of_clusters": self.config.clusters,
-                  "cluster_centroids_init": clustering.CentroidInitialization.KMEANS_PLUS_PLUS}
-
-        def wrap(layer: Any) -> Any:
-            if not layer.weights or isinstance(layer, (tk.layers.InputLayer, tk.layers.BatchNormalization)):
-                return layer
-            names = [w.name.split("/")[-1] for w in layer.weights]
-            if not clustering_registry.ClusteringRegistry.supports(layer) or not any(
-                    k in n for n in names for k in KERNEL_WEIGHT_NAMES):
-                skipped.append(f"{layer.name} ({type(layer).__name__})")
-                return layer
-            kernel_size = sum(int(np.prod(w.shape)) for w in layer.weights if "kernel" in w.name)
-            if kernel_size <= self.config.clusters:
-                return layer
-            return clustering.cluster_weights(layer, **params)
-
-        self.progress(f"  clustering weights into {self.config.clusters} clusters per layer")
-        model = tk.models.clone_model(self.clone_tf_keras(), clone_function=wrap)
-        self.fine_tune(model, "cluster")
-        stripped = clustering.strip_clustering(model)
-        notes = [f"{self.config.clusters} unique values per clustered kernel; like pruning, gzip shrinks, raw does not"]
-        if skipped:
-            notes.append("not clustered (not supported by TFMOT clustering): " + ", ".join(skipped))
-        return stripped, notes
-
-    def quantization_aware(self, base: Any, scheme: Any | None, label: str) -> tuple[Any, list[str]]:
-        tfmot = backend.tfmot()
-        quantize = tfmot.quantization.keras
-        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-            default_8bit_quantize_registry,
-        )
-
-        registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-        tk = backend.tf_keras()
-        left_float: list[str] = []
-
-        def folded_batch_norm(layer: Any) -> bool:
-            # TFMOT folds BatchNormalization into the convolution before it (a layout transform,
-            # not a registry entry); a BatchNormalization after anything else stays float.
-            if not isinstance(layer, tk.layers.BatchNormalization) or not layer.inbound_nodes:
-                return False
-            inbound = layer.inbound_nodes[0].inbound_layers
-            return isinstance(inbound, (tk.layers.Conv2D, tk.layers.DepthwiseConv2D))
-
-        def annotate(layer: Any) -> Any:
-            if isinstance(layer, tk.layers.InputLayer):
-                return layer
-            if registry.supports(layer) or folded_batch_norm(layer):
-                return quantize.quantize_annotate_layer(layer)
-            left_float.append(f"{layer.name} ({type(layer).__name__})")
-            return layer
-
-        clone = tk.models.clone_model(base, clone_function=annotate)
-        with quantize.quantize_scope(dict(self.config.custom_objects)):  # quantize_apply rebuilds from config
-            model = quantize.quantize_apply(clone, scheme) if scheme is not None else quantize.quantize_apply(clone)
-        self.fine_tune(model, label)
-        notes = []
-        if left_float:
-            notes.append("left in float (not supported by TFMOT QAT): " + ", ".join(left_float))
-        return model, notes
-
-    # --- recipes -----------------------------------------------------------------------------------
-
-    def run(self, recipe: Recipe) -> _Artifact:
-        return getattr(self, "_recipe_" + recipe.name.lower())(recipe)
-
-    def _recipe_strip(self, recipe: Recipe) -> _Artifact:
-        if self.loaded.flavour is KerasFlavour.SAVED_MODEL:
-            raise TfdeployError(
-                "The SavedModel has no Keras metadata, so there is no optimizer state to strip and no "
-                f"Keras model to rewrite. Received: path={str(self.loaded.path)!r}"
-            )
-        target = self.out_dir / f"{recipe.value}{keras_suffix(self.loaded)}"
-        had_optimizer = getattr(self.loaded.model, "optimizer", None) is not None
-        save_model(self.loaded.model, target, include_optimizer=False, overwrite=self.config.overwrite)
-        note = "optimizer state removed" if had_optimizer else "the model had no optimizer state"
-        return _Artifact(target, keras_predictor(self.loaded.model), self.loaded.model, [note])
-
-    def _keras_stage(self, recipe: Recipe, stage: tuple[Any, list[str]]) -> _Artifact:
-        model, notes = stage
-        path, written = self.write_keras(recipe, model)
-        return _Artifact(path, keras_predictor(written), written, list(notes))
-
-    def _recipe_prune(self, recipe: Recipe) -> _Artifact:
-        return self._keras_stage(recipe, self.pruned())
-
-    def _recipe_cluster(self, recipe: Recipe) -> _Artifact:
-        return self._keras_stage(recipe, self.clustered())
-
-    def _qat_artifact(self, recipe: Recipe, base: Any, scheme: Any, base_notes: list[str]) -> _Artifact:
-        model, notes = self.quantization_aware(base, scheme, recipe.value)
-        self.progress(f"  converting {recipe.value} to int8 TFLite")
-        blob = convert(model, TfliteMode.QAT, io_dtype=self.config.io_dtype)
-        return _Artifact(self.write_tflite(recipe, blob), tflite_predictor(blob, recipe.value), model,
-                         [*base_notes, *notes])
-
-    def _recipe_qat(self, recipe: Recipe) -> _Artifact:
-        return self._qat_artifact(recipe, self.clone_tf_keras(), None, [])
-
-    def _recipe_prune_int8(self, recipe: Recipe) -> _Artifact:
-        model, notes = self.pruned()
-        return self._ptq(recipe, TfliteMode.INT8, self.representative(), model=model, notes=notes[1:])
-
-    def _recipe_prune_qat(self, recipe: Recipe) -> _Artifact:
-        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-            default_8bit_prune_preserve_quantize_scheme as scheme,
-        )
-
-        base, notes = self.pruned()
-        return self._qat_artifact(recipe, base, scheme.Default8BitPrunePreserveQuantizeScheme(), notes[1:])
-
-    def _recipe_cluster_qat(self, recipe: Recipe) -> _Artifact:
-        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-            default_8bit_cluster_preserve_quantize_scheme as scheme,
-        )
-
-        base, notes = self.clustered()
-        return self._qat_artifact(recipe, base, scheme.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
-                                  notes[1:])
-
-    def _ptq(self, recipe: Recipe, mode: TfliteMode, representative: np.ndarray | None = None,
-             model: Any = None, notes: Sequence[str] = ()) -> _Artifact:
-        model = self.loaded.model if model is None else model
+    def convert(self, model: Any, mode: TfliteMode, representative: Arrays | None = None,
+                io: ModelIO | None = None) -> Conversion:
         self.progress(f"  converting to TFLite ({mode.value})")
-        blob = convert(model, mode, representative=representative, io_dtype=self.config.io_dtype,
-                       granularity=self.config.int8_granularity)
-        notes = list(notes)
-        if representative is not None:
-            notes.append(f"calibrated on {len(representative)} samples, {self.config.int8_granularity.value} scales")
-        return _Artifact(self.write_tflite(recipe, blob), tflite_predictor(blob, recipe.value), model, notes)
+        return convert(model, mode, representative=representative, io_dtype=self.config.io_dtype,
+                       granularity=self.config.int8_granularity, select_tf_ops=self.config.select_tf_ops,
+                       io=io or self.io)
 
-    def _recipe_tflite(self, recipe: Recipe) -> _Artifact:
-        return self._ptq(recipe, TfliteMode.FLOAT32)
+    def stage(self, name: str, build: Callable[[], Any]) -> Any:
+        """A cached intermediate result (``prune-qat`` reuses ``prune``, ``cluster-qat`` reuses ``cluster``)."""
+        if name not in self._stages:
+            self._stages[name] = build()
+        return self._stages[name]
 
-    def _recipe_ptq_dynamic(self, recipe: Recipe) -> _Artifact:
-        return self._ptq(recipe, TfliteMode.DYNAMIC)
-
-    def _recipe_ptq_float16(self, recipe: Recipe) -> _Artifact:
-        return self._ptq(recipe, TfliteMode.FLOAT16)
-
-    def _recipe_ptq_int8(self, recipe: Recipe) -> _Artifact:
-        return self._ptq(recipe, TfliteMode.INT8, self.representative())
+    def had_optimizer_state(self) -> bool:
+        return has_optimizer_state(self.loaded.path)
 
 
 def keras_suffix(loaded: LoadedModel) -> str:
@@ -632,18 +453,21 @@ def keras_suffix(loaded: LoadedModel) -> str:
     return loaded.format.value if loaded.format in (ModelFormat.KERAS, ModelFormat.H5) else ".keras"
 
 
-def _load_data(config: CompressConfig, loaded: LoadedModel) -> Dataset | None:
-    if config.data is None:
-        return None
-    input_shape = tuple(loaded.model.input_shape[1:])
-    if isinstance(config.data, Dataset):
-        data = config.data
-    else:
-        image_size = input_shape[:2] if len(input_shape) == 3 else None
-        channels = input_shape[2] if len(input_shape) == 3 else None
-        data = load_data(config.data, image_size=image_size, channels=channels)
-    data = data.with_validation()
-    return dataclasses.replace(data, x=fit_to_input(data.x, input_shape), x_val=fit_to_input(data.x_val, input_shape))
+def planned_outputs(config: CompressConfig) -> list[Path]:
+    """Every file :func:`compress` writes for ``config`` (artifacts and reports), known before loading."""
+    out, fmt = Path(config.out_dir), ModelFormat.of_path(Path(config.model))
+    suffix = fmt.value if fmt in (ModelFormat.KERAS, ModelFormat.H5) else ".keras"
+    files = [out / f"{r.value}{suffix if r.spec.output == '.keras' else r.spec.output}" for r in config.recipes]
+    return files + [out / name for name in REPORT_FILES]
+
+
+def refuse_existing_outputs(config: CompressConfig) -> None:
+    """Raises before any work if a file the run would write exists and ``overwrite`` is off."""
+    existing = [str(p) for p in planned_outputs(config) if p.exists()]
+    if existing and not config.overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise TfdeployError(f"Output file(s) already exist; pass --overwrite (overwrite=True) to replace them. "
+                            f"Received: path={existing[0]!r}{more}")
 
 
 def _write_chart(report: CompressionReport, path: Path) -> None:
@@ -652,9 +476,10 @@ def _write_chart(report: CompressionReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    measured = [v for v in report.variants if not v.failed and v.gzip_bytes is not None]
     use_accuracy = report.variants[0].accuracy is not None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in report.variants:
+    for v in measured:
         y = (v.accuracy if use_accuracy else v.agreement) or 0.0
         ax.scatter(v.gzip_bytes / 1024, 100 * y, s=40)
         ax.annotate(v.name, (v.gzip_bytes / 1024, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -673,10 +498,11 @@ def compress(config: CompressConfig) -> CompressionReport:
     """Runs each recipe of ``config`` on the model and measures every artifact.
 
     For the original and each variant the report gives file and format, raw and gzip bytes and
-    their ratio to the original, parameters and kernel sparsity, accuracy and its drop (with
-    labels), top-1 agreement and max abs output difference vs the original on the validation
-    inputs, median single-example latency in the serving runtime (tf.function or TFLite
-    interpreter), and the recipe's wall time.
+    their ratio to the original, parameters and kernel sparsity, accuracy on the labelled output
+    and its drop, top-1 agreement and max abs output difference (every output) vs the original on
+    the validation inputs, median single-example latency in the serving runtime (tf.function or
+    LiteRT), and the recipe's wall time. A recipe that fails is listed with its reason
+    (``report.failed``) and the others still run.
 
     Args:
         config: A :class:`CompressConfig`.
@@ -685,14 +511,15 @@ def compress(config: CompressConfig) -> CompressionReport:
         A :class:`CompressionReport`; also written as ``report.json``/``report.md``/``report.png``.
 
     Raises:
-        TfdeployError: For unreadable models or data, recipes that need data without it,
-            unsupported model structures, or outputs that exist without ``overwrite``.
+        TfdeployError: For unreadable models or data, recipes that need data without it, or
+            outputs that exist without ``overwrite``.
 
     Example:
         >>> report = compress(CompressConfig("m.h5", "out", recipes=[Recipe.PTQ_DYNAMIC]))  # doctest: +SKIP
         >>> report.variants[1].raw_ratio
         0.27
     """
+    refuse_existing_outputs(config)
     session = CompressionSession(config, recipes_needing_data=config.recipes)
     variants = [session.original]
     for index, recipe in enumerate(config.recipes, start=1):

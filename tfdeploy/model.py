@@ -15,11 +15,14 @@ import dataclasses
 import enum
 import gzip
 import importlib
+import io
 import json
 import os
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
 
 from tfdeploy import backend
 from tfdeploy.backend import KerasFlavour
@@ -184,45 +187,43 @@ def _model_config(path: Path) -> dict[str, Any] | None:
 def unknown_classes(path: Path, keras: Any) -> list[str]:
     """Class names in a saved model's config that ``keras`` does not provide (custom layers)."""
     found: list[str] = []
-
-    def walk_layers(layers: Any) -> None:
-        for layer in layers if isinstance(layers, list) else []:
-            if not isinstance(layer, dict):
-                continue
-            name = layer.get("class_name")
-            if (isinstance(name, str) and name not in _BUILTIN_MODEL_CLASSES
-                    and not hasattr(keras.layers, name) and name not in found):
-                found.append(name)
-            walk_layers((layer.get("config") or {}).get("layers"))  # nested models
-
-    config = _model_config(path) or {}
-    walk_layers((config.get("config") or {}).get("layers"))
+    for _, name in layer_classes(path):
+        if name not in _BUILTIN_MODEL_CLASSES and not hasattr(keras.layers, name) and name not in found:
+            found.append(name)
     return found
+
+
+_LAMBDA_HINTS = ("safe_mode", "arbitrary code execution")
 
 
 def load_model(
     path: str | os.PathLike,
     custom_objects: Mapping[str, Any] | None = None,
     compile: bool = False,
+    safe_mode: bool = True,
 ) -> LoadedModel:
     """Loads a ``.keras``, ``.h5`` or SavedModel model written by Keras 3 or tf_keras.
 
     The writer is detected from the file (``metadata.json`` of a ``.keras`` archive, the
     ``keras_version`` attribute of an ``.h5`` file, ``keras_metadata.pb`` in a SavedModel) and
     the matching Keras loads it. A SavedModel without Keras metadata (e.g. Keras 3
-    ``model.export()``) is wrapped in a Keras 3 model around its ``serving_default`` signature.
+    ``model.export()``, a ``tf.Module``) is called through its ``serving_default`` signature
+    (:class:`tfdeploy.backend.SavedModelFunction`).
 
     Args:
         path: Model file or SavedModel directory.
         custom_objects: Classes/functions the model needs, by the name it was saved with.
         compile: Restore the training configuration too (off: deployment needs none).
+        safe_mode: Refuse to deserialize ``Lambda`` layers, whose code comes from the file
+            (Keras's ``safe_mode``); ``False`` runs that code (``--unsafe-deserialization``).
 
     Returns:
         A :class:`LoadedModel`.
 
     Raises:
         TfdeployError: For a missing path, a directory without ``saved_model.pb``, a
-            truncated/corrupt file, or a model that needs custom objects not given.
+            truncated/corrupt file, a model that needs custom objects not given, or a Lambda
+            layer without ``safe_mode=False``.
 
     Example:
         >>> loaded = load_model("model.h5")     # doctest: +SKIP
@@ -235,53 +236,77 @@ def load_model(
     custom_objects = dict(custom_objects or {})
     try:
         if flavour is KerasFlavour.SAVED_MODEL:
-            model = _wrap_saved_model(path)
+            model = backend.SavedModelFunction(str(path))
         elif flavour is KerasFlavour.KERAS3:
-            model = backend.keras3().models.load_model(path, custom_objects=custom_objects, compile=compile)
+            model = backend.keras3().models.load_model(path, custom_objects=custom_objects, compile=compile,
+                                                       safe_mode=safe_mode)
         else:
-            model = backend.tf_keras().models.load_model(path, custom_objects=custom_objects, compile=compile)
+            kwargs = {"safe_mode": safe_mode} if fmt is ModelFormat.KERAS else {}
+            model = backend.tf_keras().models.load_model(path, custom_objects=custom_objects, compile=compile,
+                                                         **kwargs)
     except TfdeployError:
         raise
     except Exception as exc:  # Keras raises TypeError/ValueError/OSError/... for bad files
-        text = str(exc)
-        if any(hint in text for hint in _CUSTOM_OBJECT_HINTS):
-            keras = backend.keras3() if flavour is KerasFlavour.KERAS3 else backend.tf_keras()
-            missing = [name for name in unknown_classes(path, keras) if name not in custom_objects]
-            what = f"custom class(es) {', '.join(missing)}" if missing else "a custom layer or function"
-            raise TfdeployError(
-                f"The model uses {what} that is not available ({text.splitlines()[0]}). "
-                "Pass it with --custom-objects module:name (Python: custom_objects={'Name': obj}). "
-                f"Received: path={str(path)!r}"
-            ) from exc
-        raise TfdeployError(
-            f"Cannot load the model ({type(exc).__name__}: {text.splitlines()[0] if text else ''}); "
-            f"the file may be truncated or corrupt. Received: path={str(path)!r}"
-        ) from exc
+        raise _load_error(exc, path, flavour, custom_objects) from exc
     return LoadedModel(model=model, flavour=flavour, path=path, format=fmt)
 
 
-def _wrap_saved_model(path: Path) -> Any:
-    keras = backend.keras3()
-    tf = backend.tf()
-    loaded = tf.saved_model.load(str(path))
-    if "serving_default" not in loaded.signatures:
-        raise TfdeployError(
-            f"The SavedModel has no 'serving_default' signature to call. Received: path={str(path)!r}, "
-            f"signatures={sorted(loaded.signatures)}"
-        )
-    _, kwargs = loaded.signatures["serving_default"].structured_input_signature
-    if len(kwargs) != 1:
-        raise TfdeployError(
-            "Only SavedModels with one input can be wrapped as a Keras model; load it with "
-            f"tf.saved_model.load instead. Received: path={str(path)!r}, inputs={sorted(kwargs)}"
-        )
-    (name, spec), = kwargs.items()
-    inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=name)
-    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
-    outputs = layer(inputs)
-    if isinstance(outputs, dict) and len(outputs) == 1:
-        outputs = next(iter(outputs.values()))
-    return keras.Model(inputs, outputs, name=path.name)
+def _load_error(exc: Exception, path: Path, flavour: KerasFlavour, custom_objects: Mapping[str, Any]) -> TfdeployError:
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "Lambda" in text and any(hint in text for hint in _LAMBDA_HINTS):
+        lambdas = [name for name, kind in layer_classes(path) if kind == "Lambda"]
+        return TfdeployError(
+            f"The model has Lambda layer(s) {', '.join(lambdas) or '(unnamed)'}, whose Python code is stored in the "
+            "file and would run when it is loaded; Keras refuses that by default. If you trust the file, pass "
+            f"--unsafe-deserialization (Python: safe_mode=False). Received: path={str(path)!r}")
+    if any(hint in text for hint in _CUSTOM_OBJECT_HINTS):
+        keras = backend.keras3() if flavour is KerasFlavour.KERAS3 else backend.tf_keras()
+        missing = [name for name in unknown_classes(path, keras) if name not in custom_objects]
+        what = f"custom class(es) {', '.join(missing)}" if missing else "a custom layer or function"
+        return TfdeployError(
+            f"The model uses {what} that is not available ({first}). Pass it with --custom-objects module:Name "
+            f"(Python: custom_objects={{'Name': obj}}); for a registered class, importing its module is enough. "
+            f"Received: path={str(path)!r}")
+    damaged = isinstance(exc, (OSError, EOFError)) or any(
+        word in text.lower() for word in ("truncated", "corrupt", "unable to open", "bad zip", "crc", "signature"))
+    cause = "the file may be truncated or corrupt" if damaged else "Keras could not rebuild it from its config"
+    return TfdeployError(f"Cannot load the model ({type(exc).__name__}: {first}); {cause}. "
+                         f"Received: path={str(path)!r}")
+
+
+def layer_classes(path: Path) -> list[tuple[str, str]]:
+    """``(layer name, class name)`` of every layer in a saved model's config (nested models included)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(layers: Any) -> None:
+        for layer in layers if isinstance(layers, list) else []:
+            if isinstance(layer, dict):
+                config = layer.get("config") or {}
+                found.append((str(config.get("name", layer.get("name", "?"))), str(layer.get("class_name"))))
+                walk(config.get("layers"))
+
+    config = _model_config(path) or {}
+    walk((config.get("config") or {}).get("layers"))
+    return found
+
+
+def has_optimizer_state(path: str | os.PathLike) -> bool:
+    """Whether a ``.keras``/``.h5`` file stores optimizer variables (what ``strip`` removes)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        if path.suffix == ModelFormat.KERAS.value:
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw:
+                with h5py.File(io.BytesIO(raw.read()), "r") as handle:
+                    return "optimizer" in handle and len(handle["optimizer"].keys()) > 0
+        if path.suffix in (ModelFormat.H5.value, ".hdf5"):
+            with h5py.File(path, "r") as handle:
+                return "optimizer_weights" in handle
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -377,5 +402,6 @@ def artifact_size(path: str | os.PathLike) -> ArtifactSize:
 
 
 def count_params(model: Any) -> int:
-    """Number of weights in a model (trainable and not)."""
-    return int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(w.size) for w in model.weights))
+    """Number of weights in a model (trainable and not); a plain SavedModel counts its variables."""
+    variables = model.function.variables if isinstance(model, backend.SavedModelFunction) else model.weights
+    return int(sum(int(np.prod(w.shape)) for w in variables))

@@ -45,6 +45,9 @@ class DeployConfig:
         gpu_memory_growth: GPU memory growth on every GPU.
         gpu_memory_limit_mb: Per-GPU memory cap instead of growth.
         custom_objects: Custom layers needed to load the model.
+        safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
+        output: The output accuracy is measured on (default: the first classification head).
+        select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         overwrite: Replace an existing ``out_dir`` run.
     """
 
@@ -65,6 +68,9 @@ class DeployConfig:
     gpu_memory_growth: bool = True
     gpu_memory_limit_mb: int | None = None
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    safe_mode: bool = True
+    output: str | None = None
+    select_tf_ops: bool = False
     overwrite: bool = False
     progress: Callable[[str], None] = lambda message: None
 
@@ -149,9 +155,13 @@ def deploy(config: DeployConfig) -> DeployReport:
     compression = compress(CompressConfig(
         model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
         int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
-        progress=say))
+        safe_mode=config.safe_mode, output=config.output, select_tf_ops=config.select_tf_ops, progress=say))
     steps["compress"] = compression
     chosen = next(v for v in compression.variants if v.name == config.serve_variant)
+    if chosen.failed:
+        raise TfdeployError(f"The variant to serve, {chosen.name}, failed: {chosen.error}. Choose another with "
+                            f"--serve-variant (see {out / 'compressed' / 'report.md'}). Received: "
+                            f"serve_variant={config.serve_variant!r}")
 
     say(f"== export '{chosen.name}' for TF Serving ==")
     name = config.model_name or ("fashion" if config.example else Path(str(model)).stem.replace(".", "_"))
@@ -160,7 +170,7 @@ def deploy(config: DeployConfig) -> DeployReport:
     exported = export(ExportConfig(
         model=chosen.path, base_dir=base_dir, source_model=model if chosen.format == ".tflite" else None,
         warmup_data=data, warmup_batch_sizes=config.warmup_batch_sizes, custom_objects=config.custom_objects,
-        progress=say))
+        safe_mode=config.safe_mode, progress=say))
     steps["export"] = exported
 
     say("== serving config ==")
@@ -168,13 +178,14 @@ def deploy(config: DeployConfig) -> DeployReport:
         models=[ServedModel(name=name, base_dir=str(base_dir))], out_dir=out / "serving", overwrite=True))
 
     say("== verify ==")
-    verification = verify(exported.version_dir, source_model=keras_source, custom_objects=config.custom_objects)
+    verification = verify(exported.version_dir, source_model=keras_source, custom_objects=config.custom_objects,
+                          safe_mode=config.safe_mode)
     steps["verify"] = verification
 
     say("== bench ==")
-    artifacts = [exported.version_dir] + [v.path for v in compression.variants if v.format == ".tflite"][:2]
-    steps["bench"] = bench(BenchConfig(artifacts=artifacts, batch_sizes=(1, 8), requests=config.bench_requests,
-                                       cold_start=False, progress=say))
+    runnable = [v.path for v in compression.variants if v.format == ".tflite" and v.latency_ms is not None]
+    steps["bench"] = bench(BenchConfig(artifacts=[exported.version_dir] + runnable[:2], batch_sizes=(1, 8),
+                                       requests=config.bench_requests, cold_start=False, data=data, progress=say))
     report = DeployReport(out_dir=str(out), steps=steps, files=[])
     report.files = [str(out / "report.json"), str(out / "report.md"), str(out / "compressed" / "report.png")]
     write_atomic(out / "report.json", report.to_json())

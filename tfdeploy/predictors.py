@@ -1,13 +1,18 @@
-"""Run a model the way it would be served, for accuracy, parity and latency measurements.
+"""Run a model the way it would be served, on named inputs, for accuracy, parity and latency.
 
-* Keras models run through a ``tf.function`` of ``model(x, training=False)`` (not
+* Keras models run through a ``tf.function`` of the model's call with ``training=False`` (not
   ``model.predict``, whose per-call overhead dwarfs a single example);
-* ``.tflite`` files run in the TFLite interpreter, with int8/uint8 inputs quantized and outputs
-  dequantized using the tensors' own scale and zero point.
+* SavedModel versions run through their signature, as TF Serving runs them;
+* ``.tflite`` files run in the LiteRT interpreter (``ai_edge_litert``; ``tf.lite.Interpreter``
+  only when LiteRT is not installed) through their signature runner, with int8/uint8 inputs
+  quantized and outputs dequantized using each tensor's own scale and zero point. Models
+  converted with a fixed batch (recurrent layers) are run in chunks of that batch.
+
+Every predictor takes ``{input name: array}`` and returns ``{output name: array}``.
 
 Example:
     >>> predictor = tflite_predictor("out/ptq-int8.tflite")     # doctest: +SKIP
-    >>> predictor.predict(x_val).shape
+    >>> predictor.predict({"image": x_val})["probabilities"].shape
     (1000, 10)
 """
 
@@ -17,30 +22,57 @@ import dataclasses
 import os
 import statistics
 import time
-import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from tfdeploy import backend
+from tfdeploy.errors import TfdeployError
+from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, as_feed, batch_size, concat, take
 
 
 @dataclasses.dataclass
 class Predictor:
-    """A callable on a batch of float inputs returning float outputs (the first output)."""
+    """A callable on named inputs returning named float outputs.
+
+    Attributes:
+        name: Display name.
+        runtime: What runs it (``tf.function``, ``SavedModel signature serving_default``, ``LiteRT ...``).
+        io: Its named inputs and outputs.
+        predict_batch: One call on one batch.
+        max_batch: Largest batch per call (:meth:`predict` chunks larger inputs).
+        fixed_batch: The only batch size the model takes (TFLite models converted with a fixed
+            batch); :meth:`predict` pads the last chunk.
+        loaded: An object that must stay alive while predicting (e.g. a loaded SavedModel).
+    """
 
     name: str
     runtime: str
-    predict_batch: Callable[[np.ndarray], np.ndarray]
-    sample_shape: tuple[int, ...] = ()
+    io: ModelIO
+    predict_batch: Callable[[Arrays], Arrays]
     max_batch: int = 256
-    loaded: Any = None  # the object that must stay alive while predicting (e.g. a loaded SavedModel)
+    fixed_batch: int | None = None
+    loaded: Any = None
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Runs ``x`` in chunks of ``max_batch`` and concatenates the outputs."""
-        parts = [self.predict_batch(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
-        return np.concatenate(parts, axis=0)
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
+        """Runs ``inputs`` in chunks and concatenates every output."""
+        n = batch_size(inputs)
+        step = self.fixed_batch or self.max_batch
+        parts = []
+        for start in range(0, n, step):
+            chunk = take(inputs, slice(start, start + step))
+            real = batch_size(chunk)
+            if self.fixed_batch and real < self.fixed_batch:
+                pad = np.arange(self.fixed_batch) % real
+                chunk = take(chunk, pad)
+            outputs = self.predict_batch(chunk)
+            parts.append({k: v[:real] for k, v in outputs.items()})
+        return concat(parts)
+
+
+def _float_outputs(outputs: Mapping[str, Any]) -> Arrays:
+    return {name: np.asarray(value) for name, value in outputs.items()}
 
 
 def keras_predictor(model: Any, name: str = "keras", training: bool | None = False) -> Predictor:
@@ -50,89 +82,90 @@ def keras_predictor(model: Any, name: str = "keras", training: bool | None = Fal
     does, where a Keras 3 layer called with ``training=True`` inside the model stays random.
     """
     tf = backend.tf()
-    if training is None:
-        function = tf.function(lambda x: model(x), reduce_retracing=True)
-    else:
-        function = tf.function(lambda x: model(x, training=training), reduce_retracing=True)
+    io = backend.model_io(model)
+    function = tf.function(lambda inputs: backend.call_model(model, inputs, training=training),
+                           reduce_retracing=True)
 
-    def predict_batch(x: np.ndarray) -> np.ndarray:
-        out = function(tf.constant(x))
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        return np.asarray(out)
+    def predict_batch(inputs: Arrays) -> Arrays:
+        feed = {t.name: tf.constant(as_feed(inputs[t.name], t)) for t in io.inputs}
+        return _float_outputs(function(feed))
 
-    shape = tuple(int(d) if d is not None else 1 for d in model.input_shape[1:])
-    return Predictor(name=name, runtime="tf.function", predict_batch=predict_batch, sample_shape=shape)
-
-
-def tflite_interpreter(source: str | os.PathLike | bytes, threads: int | None = None) -> Any:
-    """``tf.lite.Interpreter`` for a file or flatbuffer bytes (without its deprecation warning:
-    ``ai_edge_litert`` is not part of the pinned stack)."""
-    tf = backend.tf()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        if isinstance(source, (bytes, bytearray)):
-            return tf.lite.Interpreter(model_content=bytes(source), num_threads=threads)
-        return tf.lite.Interpreter(model_path=str(source), num_threads=threads)
-
-
-def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", threads: int | None = None) -> Predictor:
-    """A :class:`Predictor` around the TFLite interpreter (handles int8/uint8 I/O)."""
-    interpreter = tflite_interpreter(source, threads)
-    interpreter.allocate_tensors()
-    state = {"batch": None}
-    input_detail = interpreter.get_input_details()[0]
-    output_index = interpreter.get_output_details()[0]["index"]
-
-    def predict_batch(x: np.ndarray) -> np.ndarray:
-        if state["batch"] != len(x):
-            interpreter.resize_tensor_input(input_detail["index"], [len(x), *input_detail["shape"][1:]])
-            interpreter.allocate_tensors()
-            state["batch"] = len(x)
-        detail = interpreter.get_input_details()[0]
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind in "iu":
-            scale, zero_point = detail["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
-        interpreter.set_tensor(detail["index"], x.astype(dtype))
-        interpreter.invoke()
-        out_detail = next(d for d in interpreter.get_output_details() if d["index"] == output_index)
-        out = interpreter.get_tensor(output_index)
-        if np.dtype(out_detail["dtype"]).kind in "iu":
-            scale, zero_point = out_detail["quantization"]
-            out = (out.astype("float32") - zero_point) * scale
-        return np.asarray(out, dtype="float32")
-
-    return Predictor(name=name, runtime=f"tflite interpreter ({threads or 'default'} threads)",
-                     predict_batch=predict_batch, sample_shape=tuple(int(d) for d in input_detail["shape"][1:]))
+    return Predictor(name=name, runtime="tf.function", io=io, predict_batch=predict_batch)
 
 
 def saved_model_predictor(version_dir: str | os.PathLike, signature_name: str = "serving_default",
                           name: str | None = None) -> Predictor:
-    """A :class:`Predictor` calling a SavedModel signature, as TF Serving runs it (first output key)."""
-    from tfdeploy.errors import TfdeployError
+    """A :class:`Predictor` calling a SavedModel signature, as TF Serving runs it."""
+    signature = backend.SavedModelFunction(str(version_dir), signature_name)
 
-    tf = backend.tf()
-    loaded = tf.saved_model.load(str(version_dir), tags=["serve"])
-    if signature_name not in loaded.signatures:
-        raise TfdeployError(f"Signature {signature_name!r} is not in the SavedModel (has {sorted(loaded.signatures)}). "
-                            f"Received: path={str(version_dir)!r}")
-    function = loaded.signatures[signature_name]
-    _, kwargs = function.structured_input_signature
-    if len(kwargs) != 1:
-        raise TfdeployError(f"Only single-input signatures can be driven here. Received: inputs={sorted(kwargs)}")
-    (key, spec), = kwargs.items()
-
-    def predict_batch(x: np.ndarray) -> np.ndarray:
-        outputs = function(**{key: tf.constant(x, dtype=spec.dtype)})
-        return np.asarray(outputs[sorted(outputs)[0]])
+    def predict_batch(inputs: Arrays) -> Arrays:
+        return _float_outputs(signature({t.name: as_feed(inputs[t.name], t) for t in signature.io.inputs}))
 
     return Predictor(name=name or Path(version_dir).name, runtime=f"SavedModel signature {signature_name}",
-                     predict_batch=predict_batch, loaded=loaded,
-                     sample_shape=tuple(int(d) if d is not None else 1 for d in spec.shape[1:]))
+                     io=signature.io, predict_batch=predict_batch, loaded=signature.loaded)
+
+
+def _tensor_info(name: str, detail: Mapping[str, Any]) -> TensorInfo:
+    """The logical tensor: an int8/uint8 tensor with a scale holds quantized floats."""
+    dtype = np.dtype(detail["dtype"])
+    signature = detail.get("shape_signature", detail["shape"])
+    quantized = dtype.kind in "iu" and bool(detail["quantization"][0])
+    name_of_dtype = "string" if dtype.kind in "SO" else "float32" if quantized else dtype.name
+    return TensorInfo(name, name_of_dtype, tuple(None if d < 0 else int(d) for d in list(signature)[1:]))
+
+
+def _quantize(value: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
+    """Converts a logical input to the tensor's storage: floats quantized with its scale and zero point."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind in "iu" and detail["quantization"][0]:
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(dtype)
+    if dtype.kind in "SO":
+        return as_feed(value, TensorInfo("", "string", ()))
+    return value.astype(dtype, copy=False)
+
+
+def _dequantize(value: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind in "iu" and scale:
+        return (value.astype("float32") - zero_point) * scale
+    return np.asarray(value)
+
+
+# TFLite kernels that keep state in variable tensors between invocations.
+STATEFUL_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
+                "BIDIRECTIONAL_SEQUENCE_RNN")
+
+
+def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", threads: int | None = None) -> Predictor:
+    """A :class:`Predictor` around a TFLite model's signature runner (handles int8/uint8 I/O)."""
+    interpreter, runtime = backend.tflite_interpreter(source, threads)
+    signatures = interpreter.get_signature_list()
+    if not signatures:
+        raise TfdeployError("The .tflite file has no signature, so its inputs have no names; convert it from a "
+                            "SavedModel or a Keras model (tfdeploy compress does). Received: "
+                            f"path={str(source)[:200] if not isinstance(source, (bytes, bytearray)) else '<bytes>'!r}")
+    key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+    stateful = any(op["op_name"] in STATEFUL_OPS for op in interpreter._get_ops_details())
+    if stateful:
+        interpreter.allocate_tensors()  # before the runner exists: it holds the interpreter from then on
+    runner = interpreter.get_signature_runner(key)
+    in_details, out_details = runner.get_input_details(), runner.get_output_details()
+    io = ModelIO(inputs=tuple(_tensor_info(k, d) for k, d in sorted(in_details.items())),
+                 outputs=tuple(_tensor_info(k, d) for k, d in sorted(out_details.items())))
+    fixed = {int(d["shape_signature"][0]) for d in in_details.values() if len(d["shape_signature"])}
+    fixed_batch = next(iter(fixed)) if fixed and min(fixed) > 0 else None
+
+    def predict_batch(inputs: Arrays) -> Arrays:
+        feed = {k: _quantize(np.asarray(inputs[k]), d) for k, d in in_details.items()}
+        if stateful:  # fused sequence kernels carry their state across invocations: every call starts fresh
+            interpreter.reset_all_variables()
+        outputs = runner(**feed)
+        return {k: np.array(_dequantize(v, out_details[k]), dtype="float32") for k, v in outputs.items()}
+
+    return Predictor(name=name, runtime=f"{runtime} ({threads or 'default'} threads)", io=io,
+                     predict_batch=predict_batch, fixed_batch=fixed_batch, loaded=interpreter)
 
 
 def is_saved_model_dir(path: Path) -> bool:
@@ -140,8 +173,13 @@ def is_saved_model_dir(path: Path) -> bool:
     return path.is_dir() and (path / "saved_model.pb").is_file()
 
 
+def is_plain_saved_model(path: Path) -> bool:
+    """A SavedModel without Keras metadata: served through its signature, not as a Keras model."""
+    return is_saved_model_dir(path) and not (path / "keras_metadata.pb").is_file()
+
+
 def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_objects: Any = None,
-                       threads: int | None = None, training: bool | None = False) -> Predictor:
+                       threads: int | None = None, training: bool | None = False, safe_mode: bool = True) -> Predictor:
     """A predictor in the runtime that would serve ``path``.
 
     ``.tflite`` -> TFLite interpreter; a SavedModel directory without Keras metadata -> its
@@ -149,23 +187,31 @@ def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_
     """
     path = Path(path)
     if path.suffix == ".tflite":
+        if not path.is_file():
+            raise TfdeployError(f"No TFLite model at this path. Received: path={str(path)!r}")
         return tflite_predictor(path, name=name or path.stem, threads=threads)
-    if is_saved_model_dir(path) and not (path / "keras_metadata.pb").is_file():
+    if is_plain_saved_model(path):
         return saved_model_predictor(path, name=name or path.name)
     from tfdeploy.model import load_model
 
-    return keras_predictor(load_model(path, custom_objects=custom_objects).model, name=name or path.stem,
-                           training=training)
+    loaded = load_model(path, custom_objects=custom_objects, safe_mode=safe_mode)
+    return keras_predictor(loaded.model, name=name or path.stem, training=training)
 
 
-def median_latency_ms(predictor: Predictor, example: np.ndarray, repeats: int = 50, warmup: int = 5) -> float:
-    """Median wall time of single-example calls (after ``warmup`` untimed calls), in ms."""
-    batch = example[:1]
+def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 5) -> list[float]:
+    """Wall times (ms) of ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        predictor.predict_batch(batch)
+        call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        predictor.predict_batch(batch)
+        call()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return times
+
+
+def median_latency_ms(predictor: Predictor, inputs: Mapping[str, np.ndarray], repeats: int = 50,
+                      warmup: int = 5) -> float:
+    """Median wall time of single-example calls (the model's fixed batch if it has one), in ms."""
+    one = take(inputs, slice(0, 1))
+    return statistics.median(time_calls(lambda: predictor.predict(one), repeats, warmup))

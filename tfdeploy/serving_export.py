@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 from tfdeploy import backend
 from tfdeploy.data import Dataset
 from tfdeploy.errors import TfdeployError
+from tfdeploy.io_spec import ModelIO
 from tfdeploy.files import staged_directory
 from tfdeploy.model import load_model
 from tfdeploy.report import Report
@@ -30,6 +31,7 @@ from tfdeploy.signature import read_signatures
 from tfdeploy.warmup import WarmupReport, write_warmup
 
 TFLITE_FILE = "model.tflite"  # what TF Serving's --prefer_tflite_model loads from a version directory
+DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclasses.dataclass
@@ -50,6 +52,7 @@ class ExportConfig:
         warmup_data: Real samples for warmup (path or Dataset); ``None`` synthesizes them.
         warmup_batch_sizes: One warmup request per batch size.
         custom_objects: Custom layers needed to load the model.
+        safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
     """
 
     model: str | os.PathLike
@@ -64,6 +67,7 @@ class ExportConfig:
     warmup_data: str | os.PathLike | Dataset | None = None
     warmup_batch_sizes: tuple[int, ...] = (1,)
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    safe_mode: bool = True
     progress: Callable[[str], None] = lambda message: None
 
 
@@ -117,15 +121,34 @@ def resolve_version(base_dir: str | os.PathLike, version: int | None, overwrite:
     return version
 
 
+def _signatures(config: ExportConfig) -> dict[str, int | None]:
+    clash = [name for name in config.extra_signatures if name == DEFAULT_SIGNATURE]
+    if clash:
+        raise TfdeployError(
+            f"An extra signature cannot be named {DEFAULT_SIGNATURE!r}: it would replace the default signature that "
+            "clients and the warmup file call. Use --signature-batch-size to fix the default's batch, or give the "
+            f"extra signature another name (e.g. serving_b8:8). Received: extra_signatures={dict(config.extra_signatures)}")
+    return {DEFAULT_SIGNATURE: config.batch_size, **dict(config.extra_signatures)}
+
+
+def _serving_io(config: ExportConfig, model: Any) -> ModelIO:
+    io = backend.model_io(model)
+    if config.input_name is None:
+        return io
+    if len(io.inputs) != 1:
+        raise TfdeployError(f"--input-name renames the input of a single-input model; this one has inputs "
+                            f"{', '.join(io.input_names)}, which are used as they are. Received: "
+                            f"input_name={config.input_name!r}")
+    return dataclasses.replace(io, inputs=(dataclasses.replace(io.inputs[0], name=config.input_name),))
+
+
 def _write_version(config: ExportConfig, staging: Path, model: Any, model_name: str) -> WarmupReport | None:
-    input_name, output_names = backend.io_names(model)
-    input_name = config.input_name or input_name
-    sample_shape = [int(d) if d is not None else None for d in model.inputs[0].shape[1:]]
-    dtype = getattr(model.inputs[0].dtype, "name", model.inputs[0].dtype)
-    signatures = {"serving_default": config.batch_size, **dict(config.extra_signatures)}
-    config.progress(f"Writing SavedModel with signatures {sorted(signatures)}")
-    backend.write_inference_savedmodel(model, str(staging), input_name, sample_shape, str(dtype), output_names,
-                                       signatures=signatures)
+    signatures = _signatures(config)
+    io = _serving_io(config, model)
+    config.progress(f"Writing SavedModel with signatures {sorted(signatures)}: {io.describe()}")
+    own = backend.model_io(model).input_names
+    backend.write_inference_savedmodel(model, str(staging), io, signatures=signatures,
+                                       input_keys=dict(zip(io.input_names, own)))
     if Path(config.model).suffix == ".tflite":
         shutil.copyfile(config.model, staging / TFLITE_FILE)
     if not config.warmup:
@@ -168,7 +191,8 @@ def export(config: ExportConfig) -> ExportReport:
         source = Path(config.source_model)
     version = resolve_version(base, config.version, config.overwrite)
     config.progress(f"Loading {source}")
-    loaded = load_model(source, custom_objects=config.custom_objects)
+    _signatures(config)  # refuse a bad signature set before loading anything
+    loaded = load_model(source, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
     base.mkdir(parents=True, exist_ok=True)
     target = base / str(version)
     with staged_directory(target, config.overwrite) as staging:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from tfdeploy.errors import TfdeployError
+from tfdeploy.io_spec import ModelIO, TensorInfo
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -48,11 +49,28 @@ class SignatureInfo:
     inputs: dict[str, TensorSpecInfo]
     outputs: dict[str, TensorSpecInfo]
 
+    @property
+    def io(self) -> ModelIO:
+        """The signature's named inputs and outputs (per-sample shapes), as data and warmup use them.
+
+        Raises:
+            TfdeployError: For an input of unknown rank (nothing can be synthesized or checked).
+        """
+        def info(key: str, spec: TensorSpecInfo) -> TensorInfo:
+            if spec.shape is None:
+                raise TfdeployError(f"Input {key!r} of signature {self.name!r} has unknown rank; give real data "
+                                    f"(--warmup-data / --data). Received: signature={self.name!r}")
+            return TensorInfo(key, spec.dtype, tuple(spec.shape[1:]))
+
+        return ModelIO(inputs=tuple(info(k, v) for k, v in sorted(self.inputs.items())),
+                       outputs=tuple(TensorInfo(k, v.dtype, tuple((v.shape or (None,))[1:]))
+                                     for k, v in sorted(self.outputs.items())))
+
 
 def _spec(tensor_info: object) -> TensorSpecInfo:
-    from tensorflow.core.framework import types_pb2
+    from tfdeploy import backend
 
-    dtype = types_pb2.DataType.Name(tensor_info.dtype)  # type: ignore[attr-defined]
+    dtype = backend.tf_proto("types_pb2").DataType.Name(tensor_info.dtype)  # type: ignore[attr-defined]
     dtype = {"DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_HALF": "float16"}.get(dtype, dtype[3:].lower())
     shape_proto = tensor_info.tensor_shape  # type: ignore[attr-defined]
     shape = None if shape_proto.unknown_rank else tuple(None if d.size < 0 else int(d.size) for d in shape_proto.dim)
@@ -67,10 +85,7 @@ def read_signatures(version_dir: str | os.PathLike, tag: str = "serve") -> dict[
     """
     from tfdeploy import backend
 
-    backend.tf()
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.protobuf import saved_model_pb2
-
+    DecodeError, saved_model_pb2 = backend.protobuf_decode_error(), backend.tf_proto("saved_model_pb2")
     path = Path(version_dir) / "saved_model.pb"
     if not path.is_file():
         raise TfdeployError(f"No saved_model.pb in the version directory. Received: path={str(version_dir)!r}")

@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tfdeploy import backend
-from tfdeploy.data import Dataset
+from tfdeploy.data import Dataset, ModelData, read_data
 from tfdeploy.errors import TfdeployError
+from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
 from tfdeploy.report import Report
 from tfdeploy.signature import PREDICT_METHOD, SignatureInfo, read_signatures
 
@@ -44,44 +45,15 @@ class WarmupReport(Report):
     inputs: dict[str, list[int]]
 
 
-def synthesize_inputs(signature: SignatureInfo, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    arrays = {}
-    for key, spec in signature.inputs.items():
-        if spec.shape is None:
-            raise TfdeployError(
-                f"Input {key!r} of signature {signature.name!r} has unknown rank; give --warmup-data. "
-                f"Received: signature={signature.name!r}"
-            )
-        shape = [batch if i == 0 and d is None else (1 if d is None else d) for i, d in enumerate(spec.shape)]
-        if spec.dtype.startswith("float"):
-            arrays[key] = rng.normal(0, 1, size=shape).astype(spec.dtype)
-        elif spec.dtype.startswith(("int", "uint")):
-            arrays[key] = rng.integers(0, 10, size=shape).astype(spec.dtype)
-        elif spec.dtype == "bool":
-            arrays[key] = rng.integers(0, 2, size=shape).astype(bool)
-        elif spec.dtype == "string":
-            arrays[key] = np.full(shape, b"", dtype=object)
-        else:
-            raise TfdeployError(f"Cannot synthesize warmup input {key!r} of dtype {spec.dtype}; give --warmup-data.")
-    return arrays
+def _from_data(io: ModelIO, data: ModelData, batch: int, offset: int) -> Arrays:
+    index = (np.arange(batch) + offset) % batch_size(data.x)
+    return {t.name: as_feed(data.x[t.name][index], t) for t in io.inputs}
 
 
-def _from_data(signature: SignatureInfo, data: Dataset, batch: int, offset: int) -> dict[str, np.ndarray]:
-    if len(signature.inputs) != 1:
-        raise TfdeployError(
-            f"Warmup data fills one input, but signature {signature.name!r} has inputs "
-            f"{sorted(signature.inputs)}. Received: data={data.source!r}"
-        )
-    (key, spec), = signature.inputs.items()
-    index = (np.arange(batch) + offset) % len(data.x)
-    return {key: data.x[index].astype(spec.dtype)}
-
-
-def predict_log(model_name: str, signature_name: str, inputs: dict[str, np.ndarray]) -> Any:
-    """Builds a ``PredictionLog`` holding a ``PredictRequest`` for ``inputs``."""
+def predict_log(model_name: str, signature_name: str, inputs: Mapping[str, np.ndarray]) -> Any:
+    """Builds a ``PredictionLog`` holding a ``PredictRequest`` with every named input (strings as DT_STRING)."""
     tf = backend.tf()
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
+    predict_pb2, prediction_log_pb2 = backend.tf_proto("predict_pb2"), backend.tf_proto("prediction_log_pb2")
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
@@ -98,9 +70,14 @@ def request_of(log: Any) -> tuple[str, Any]:
     return kind, getattr(log, kind).request
 
 
+def request_inputs(request: Any) -> Arrays:
+    """A PredictRequest's inputs as named arrays (strings as ``bytes`` objects)."""
+    tf = backend.tf()
+    return {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+
+
 def check_warmup_logs(logs: Sequence[Any], signatures: dict[str, SignatureInfo]) -> None:
     """Applies TF Serving's warmup rules; raises TfdeployError naming the record and field at fault."""
-    tf = backend.tf()
     if len(logs) > MAX_WARMUP_RECORDS:
         raise TfdeployError(
             f"TF Serving accepts at most {MAX_WARMUP_RECORDS} warmup records and fails the load otherwise. "
@@ -125,9 +102,8 @@ def check_warmup_logs(logs: Sequence[Any], signatures: dict[str, SignatureInfo])
                 f"Warmup record {index}: request input keys {sorted(keys)} must equal the inputs of signature "
                 f"{name!r}: {sorted(signature.inputs)}. Received: inputs={sorted(keys)}"
             )
-        for key, proto in request.inputs.items():
-            array = tf.make_ndarray(proto)
-            dtype = "string" if array.dtype == object else array.dtype.name
+        for key, array in request_inputs(request).items():
+            dtype = "string" if array.dtype.kind in "OSU" else array.dtype.name
             if not signature.inputs[key].accepts(dtype, tuple(array.shape)):
                 spec = signature.inputs[key]
                 raise TfdeployError(
@@ -154,14 +130,6 @@ def write_warmup_records(version_dir: str | os.PathLike, logs: Sequence[Any]) ->
         if tmp.exists():
             tmp.unlink()
     return target
-
-
-def _load_for_signature(path: str | os.PathLike, signature: SignatureInfo) -> Dataset:
-    from tfdeploy.data import load_data
-
-    shape = list(next(iter(signature.inputs.values())).shape or ())[1:]
-    image = len(shape) == 3 and None not in shape
-    return load_data(path, image_size=shape[:2] if image else None, channels=shape[2] if image else None)
 
 
 def write_warmup(
@@ -213,19 +181,19 @@ def write_warmup(
         )
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise TfdeployError(f"Warmup batch sizes must be positive. Received: batch_sizes={list(batch_sizes)}")
-    if data is not None and not isinstance(data, Dataset):
-        data = _load_for_signature(data, signature)
+    io = signature.io
+    bound = None if data is None else read_data(data, io, hold_out=False)
     model_name = model_name or version_dir.resolve().parent.name
     rng = np.random.default_rng(seed)
     logs, offset = [], 0
     for batch in batch_sizes:
-        inputs = synthesize_inputs(signature, batch, rng) if data is None else _from_data(signature, data, batch, offset)
+        inputs = synthesize(io, batch, rng) if bound is None else _from_data(io, bound, batch, offset)
         offset += batch
         logs.append(predict_log(model_name, signature_name, inputs))
     path = write_warmup_records(version_dir, logs)
     return WarmupReport(
         path=str(path), records=len(logs), signature_name=signature_name, batch_sizes=list(batch_sizes),
-        source=f"data {data.source}" if data is not None else f"synthesized from the signature (seed {seed})",
+        source=f"data {bound.source}" if bound is not None else f"synthesized from the signature (seed {seed})",
         inputs={k: [d if d is not None else -1 for d in (v.shape or ())] for k, v in signature.inputs.items()},
     )
 
@@ -237,9 +205,7 @@ def read_warmup(path: str | os.PathLike) -> list[Any]:
         TfdeployError: ``DATA_LOSS`` for broken framing/CRC or a record that does not parse.
     """
     tf = backend.tf()
-    from google.protobuf.message import DecodeError
-    from tensorflow_serving.apis import prediction_log_pb2
-
+    DecodeError, prediction_log_pb2 = backend.protobuf_decode_error(), backend.tf_proto("prediction_log_pb2")
     logs = []
     try:
         for index, raw in enumerate(tf.data.TFRecordDataset(str(path))):
@@ -258,3 +224,18 @@ def read_warmup(path: str | os.PathLike) -> list[Any]:
             f"`tfdeploy warmup write`. Received: path={str(path)!r}"
         ) from exc
     return logs
+
+
+def replay_warmup(signatures: Any, logs: list[Any], iterations: int = 1) -> int:
+    """Runs every Predict record through the loaded signatures; returns the number of calls made."""
+    tf = backend.tf()
+    calls = 0
+    for _ in range(iterations):
+        for log in logs:
+            kind, request = request_of(log)
+            if kind != "predict_log":
+                continue
+            function = signatures[request.model_spec.signature_name or "serving_default"]
+            function(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+            calls += 1
+    return calls

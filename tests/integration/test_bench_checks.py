@@ -32,7 +32,7 @@ def test_bench_three_runtimes_side_by_side(versions, compress_inputs, tmp_path):
                                concurrency=2, cold_start=False, json_path=tmp_path / "b.json",
                                plot_path=tmp_path / "b.png", progress=lines.append))
     assert [(r.runtime.split(" ")[0], r.batch_size) for r in report.results] == [
-        ("SavedModel", 1), ("SavedModel", 4), ("tflite", 1), ("tflite", 4), ("tf.function", 1), ("tf.function", 4)]
+        ("SavedModel", 1), ("SavedModel", 4), ("LiteRT", 1), ("LiteRT", 4), ("tf.function", 1), ("tf.function", 4)]
     for result in report.results:
         s = result.stats
         assert s.requests == 40 and result.errors == 0
@@ -141,7 +141,7 @@ def test_parity_passes_exports_and_fails_a_different_model(versions, compress_in
     report = check_parity(compress_inputs["keras3"], [v1, tflite], data=compress_inputs["data"], samples=64)
     assert report.passed, report.to_table()
     saved, int8 = report.results
-    assert saved.max_abs_diff <= 1e-5 and saved.reason == "max abs diff within atol"
+    assert saved.max_abs_diff <= 1e-5 and saved.reason == "within tolerance"
     assert int8.max_abs_diff > 1e-3 and int8.agreement >= 0.99 and int8.reason.startswith("agreement")
     from conftest import build_tiny_classifier
 

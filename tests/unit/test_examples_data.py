@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from tfdeploy import examples
-from tfdeploy.data import Dataset, fit_to_input, load_data
 from tfdeploy.errors import TfdeployError
 
 
@@ -60,37 +59,3 @@ def test_packaged_subset_is_balanced_real_data():
 def test_example_rejects_small_images():
     with pytest.raises(TfdeployError, match="at least 32×32. Received: image_size=28"):
         examples.example_dataset(image_size=28)
-
-
-def test_load_npz_and_errors(tmp_path):
-    np.savez(tmp_path / "ok.npz", x=np.zeros((10, 3)), y=np.arange(10))
-    data = load_data(tmp_path / "ok.npz")
-    assert data.has_labels and data.x.shape == (10, 3)
-    split = data.with_validation(0.2)
-    assert (len(split.x), len(split.x_val), split.y_val.tolist()) == (8, 2, [8, 9])
-    np.savez(tmp_path / "nox.npz", y=np.arange(3))
-    with pytest.raises(TfdeployError, match="needs an array named 'x'.*arrays=\\['y'\\]"):
-        load_data(tmp_path / "nox.npz")
-    np.savez(tmp_path / "mismatch.npz", x=np.zeros((4, 2)), y=np.arange(3))
-    with pytest.raises(TfdeployError, match="'x' has 4 samples but 'y' has 3"):
-        load_data(tmp_path / "mismatch.npz")
-    (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(TfdeployError, match="Cannot read the .npz"):
-        load_data(tmp_path / "bad.npz")
-    with pytest.raises(TfdeployError, match="No data at this path"):
-        load_data(tmp_path / "missing.npz")
-    (tmp_path / "data.csv").write_text("1,2")
-    with pytest.raises(TfdeployError, match="must be an .npz file"):
-        load_data(tmp_path / "data.csv")
-
-
-def test_fit_to_input_names_both_shapes():
-    with pytest.raises(TfdeployError, match=r"sample shape \(4, 4, 1\) does not match the model input shape \(8, 8, 3\)"):
-        fit_to_input(np.zeros((2, 4, 4, 1)), (8, 8, 3))
-    assert fit_to_input(np.zeros((2, 8, 8, 3), "float64"), (None, 8, 3)).dtype == np.float32
-
-
-def test_sample_is_reproducible():
-    data = Dataset(x=np.arange(100)[:, None])
-    assert data.sample(5, seed=1).tolist() == data.sample(5, seed=1).tolist()
-    assert len(data.sample(500)) == 100
