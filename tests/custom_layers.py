@@ -32,3 +32,19 @@ class LearnedScale(backend.keras3().layers.Layer):
 
     def call(self, inputs):
         return inputs * self.scale
+
+
+@backend.keras3().saving.register_keras_serializable(package="tfdeploy_corpus")
+class Subclassed(backend.keras3().Model):
+    """A registered subclassed model: it saves and loads, but has no functional inputs to name."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = backend.keras3().layers.Dense(units, activation="softmax")
+
+    def call(self, inputs):
+        return self.dense(backend.keras3().ops.mean(inputs, axis=(1, 2)))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfdeploy import backend
+from tfdeploy import backend, faults
 from tfdeploy.compression import CompressConfig, CompressionSession, VariantReport
 from tfdeploy.errors import TfdeployError
-from tfdeploy.files import write_atomic
+from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays
 from tfdeploy.tflite import converter_for, representative_dataset
 from tfdeploy.recipes import Objective, Recipe
@@ -59,6 +59,7 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate(Recipe.PTQ_DYNAMIC, expected_size=0.30, expected_latency=0.012),
 )
 SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, tried in turn
+AUTO_REPORTS = ("auto_report.json", "auto_report.md")
 
 
 @dataclasses.dataclass
@@ -205,6 +206,7 @@ def _selective_int8(session: CompressionSession, denylisted: Sequence[str], repr
     return session.measure(name, artifact, time.perf_counter() - start)
 
 
+@faults.boundary("compress --auto")
 def auto_compress(config: AutoConfig) -> AutoReport:
     """Searches the candidates for the best variant within the accuracy budget.
 
@@ -225,9 +227,11 @@ def auto_compress(config: AutoConfig) -> AutoReport:
         raise TfdeployError("--auto needs labelled validation data to measure accuracy: pass --data with y (and "
                             "x_val/y_val) or an image directory. Received: data=None")
     out_dir = Path(config.compress.out_dir)
+    previous = [*out_dir.glob("auto-*"), *(out_dir / name for name in AUTO_REPORTS)] if out_dir.is_dir() else []
+    refuse_existing(previous, config.compress.overwrite)
     trials_dir = out_dir / "trials"
     session = CompressionSession(dataclasses.replace(config.compress, out_dir=trials_dir, overwrite=True),
-                                 recipes_needing_data=[c.recipe for c in config.candidates])
+                                 recipes=[c.recipe for c in config.candidates])
     if session.base_accuracy is None:
         raise TfdeployError("--auto needs labels: the data has no y/y_val (or the model is not a classifier). "
                             f"Received: data={session.data.source!r}")
@@ -271,8 +275,8 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, budget=budget_text,
                         original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
                         stopped_because=stopped if best else "no candidate met the budget: the original stays")
-    write_atomic(out_dir / "auto_report.json", report.to_json())
-    write_atomic(out_dir / "auto_report.md", f"# Accuracy-aware compression\n\n```\n{report.to_table()}\n```\n")
+    write_atomic(out_dir / AUTO_REPORTS[0], report.to_json())
+    write_atomic(out_dir / AUTO_REPORTS[1], f"# Accuracy-aware compression\n\n```\n{report.to_table()}\n```\n")
     return report
 
 

@@ -424,6 +424,11 @@ def _is_model(layer: Any) -> bool:
     return isinstance(layer, (keras3().Model, tf_keras().Model))
 
 
+def rescales_inputs(model: Any) -> bool:
+    """Whether a Keras model scales its inputs itself (a ``Rescaling`` or ``Normalization`` layer)."""
+    return any(type(layer).__name__ in ("Rescaling", "Normalization") for _, layer in leaf_layers(model))
+
+
 def nested_models(model: Any) -> list[str]:
     """Names of models nested inside ``model`` (any depth)."""
     names = []
@@ -451,15 +456,21 @@ def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, st
     """
     import warnings
 
-    kwargs = {"model_content": bytes(source)} if isinstance(source, (bytes, bytearray)) else {"model_path": str(source)}
+    from tfdeploy.errors import TfdeployError
+
+    blob = bytes(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb").read()
+    if blob[4:8] != b"TFL3":
+        raise TfdeployError(f"Not a TFLite flatbuffer (file identifier {blob[4:8]!r}, expected b'TFL3'); give a "
+                            ".tflite file written by the TFLite converter. Received: path="
+                            f"{'<bytes>' if isinstance(source, (bytes, bytearray)) else repr(str(source))}")
     try:
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter(num_threads=threads, **kwargs), f"LiteRT {version_of('ai-edge-litert')}"
+        return Interpreter(model_content=blob, num_threads=threads), f"LiteRT {version_of('ai-edge-litert')}"
     except ImportError:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return tf().lite.Interpreter(num_threads=threads, **kwargs), f"tf.lite {tf().__version__}"
+            return tf().lite.Interpreter(model_content=blob, num_threads=threads), f"tf.lite {tf().__version__}"
 
 
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

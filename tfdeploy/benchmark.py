@@ -26,8 +26,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
-from tfdeploy.files import write_atomic
+from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
 from tfdeploy.predictors import is_saved_model_dir, predictor_for_file
 from tfdeploy.report import Report, format_table
@@ -154,6 +155,7 @@ class BenchConfig:
         seed: Seed of the synthesized inputs.
         custom_objects: Custom layers needed to load Keras artifacts.
         safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
+        overwrite: Replace existing ``json_path``/``plot_path`` files.
     """
 
     artifacts: Sequence[str | os.PathLike]
@@ -169,6 +171,7 @@ class BenchConfig:
     hot_swap_after_s: float = 4.0
     data: str | os.PathLike | Any = None
     seed: int = 0
+    overwrite: bool = False
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     safe_mode: bool = True
     json_path: str | os.PathLike | None = None
@@ -219,6 +222,7 @@ def request_inputs(io: ModelIO, batch: int, data: Any, seed: int) -> Arrays:
     return {t.name: as_feed(x[t.name][index], t) for t in io.inputs}
 
 
+@faults.boundary("bench")
 def bench(config: BenchConfig) -> BenchReport:
     """Benchmarks each artifact at each batch size; see the module docstring.
 
@@ -232,6 +236,7 @@ def bench(config: BenchConfig) -> BenchReport:
         >>> bench(BenchConfig(["m.tflite"], requests=100)).results[0].stats.p50_ms   # doctest: +SKIP
         0.41
     """
+    refuse_existing([Path(p) for p in (config.json_path, config.plot_path) if p], config.overwrite)
     if config.concurrency < 1 or not config.batch_sizes or min(config.batch_sizes) < 1:
         raise TfdeployError(f"Concurrency and batch sizes must be positive. Received: concurrency={config.concurrency}, "
                             f"batch_sizes={list(config.batch_sizes)}")

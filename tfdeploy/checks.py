@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tfdeploy import backend
+from tfdeploy import backend, faults
 from tfdeploy.data import Dataset, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, sample, synthesize, top1
@@ -165,6 +165,7 @@ def _max_diff(a: Arrays, b: Arrays) -> float:
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in a)
 
 
+@faults.boundary("check determinism")
 def check_determinism(artifact: str | os.PathLike, runs: int = 5, reloads: int = 2,
                       data: str | os.PathLike | Dataset | None = None, samples: int = 16, seed: int = 0,
                       custom_objects: Mapping[str, Any] | None = None, safe_mode: bool = True) -> DeterminismReport:
@@ -312,6 +313,7 @@ def _compare(artifact: str, runtime: str, name: str, expected: np.ndarray, actua
                         worst_sample=int(np.argmax(per_sample)), passed=close or agrees, reason=reason)
 
 
+@faults.boundary("check parity")
 def check_parity(source: str | os.PathLike, artifacts: Sequence[str | os.PathLike],
                  data: str | os.PathLike | Dataset | None = None, samples: int = 256, atol: float = 1e-3,
                  min_agreement: float = 0.99, seed: int = 0, custom_objects: Mapping[str, Any] | None = None,

@@ -316,9 +316,10 @@ def warmup_group() -> None:
 @with_options(warmup_options)
 @click.option("--signature", "signature_name", default="serving_default", show_default=True)
 @click.option("--seed", "seed", default=0, show_default=True, type=int, help="Seed of synthesized values.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing warmup file.")
 @library_command
 def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_batch_sizes: tuple[int, ...],
-                         signature_name: str, seed: int) -> None:
+                         signature_name: str, seed: int, overwrite: bool) -> None:
     """Write (or replace) the warmup file of an exported VERSION_DIR.
 
     Server-side replay count is TF Serving's num_request_iterations: set it with
@@ -327,7 +328,7 @@ def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_bat
     from tfdeploy.warmup import write_warmup
 
     report = write_warmup(version_dir, data=warmup_data, batch_sizes=warmup_batch_sizes,
-                          signature_name=signature_name, seed=seed)
+                          signature_name=signature_name, seed=seed, overwrite=overwrite)
     click.echo(report.to_table())
 
 
@@ -485,12 +486,13 @@ def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path 
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG (timeline with --hot-swap).")
 @click.option("--data", type=click.Path(path_type=Path), help="Real request inputs: .npz or image directory "
               "(default: synthesized from each artifact's inputs).")
+@click.option("--overwrite", is_flag=True, help="Replace existing --json/--plot files.")
 @library_command
 @model_loading
 def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], requests: int | None,
                   duration: float | None, concurrency: int, warmup_requests: int, threads: int | None,
                   no_cold_start: bool, hot_swap: bool, hot_swap_seconds: str, json_path: Path | None,
-                  plot_path: Path | None, data: Path | None, loading: Loading) -> None:
+                  plot_path: Path | None, data: Path | None, overwrite: bool, loading: Loading) -> None:
     """Latency percentiles, throughput, cold start (and hot swap) of ARTIFACTS, side by side.
 
     ARTIFACTS: Keras files, SavedModel version directories (served through their signature) and
@@ -508,7 +510,8 @@ def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], req
         artifacts=artifacts, batch_sizes=batch_sizes, requests=None if duration else (requests or 200),
         duration_s=duration, concurrency=concurrency, warmup_requests=warmup_requests, threads=threads,
         cold_start=not no_cold_start, hot_swap=hot_swap, hot_swap_steady_s=steady_s, hot_swap_after_s=after_s,
-        json_path=json_path, plot_path=plot_path, data=data, progress=progress, **loading.kwargs(),
+        json_path=json_path, plot_path=plot_path, data=data, overwrite=overwrite, progress=progress,
+        **loading.kwargs(),
     )
     click.echo(bench(config).to_table())
 

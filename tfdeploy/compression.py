@@ -32,9 +32,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from tfdeploy import backend, bridge, finetune
+from tfdeploy import backend, bridge, faults, finetune
 from tfdeploy.backend import KerasFlavour
-from tfdeploy.data import Dataset, ModelData, default_label_output, read_data
+from tfdeploy.data import Dataset, ModelData, default_label_output, read_data, require_two_classes
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import ensure_writable, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, synthesize, top1
@@ -241,7 +241,7 @@ class CompressionSession:
     measured once.
     """
 
-    def __init__(self, config: CompressConfig, recipes_needing_data: Sequence[Recipe] = ()) -> None:
+    def __init__(self, config: CompressConfig, recipes: Sequence[Recipe] = ()) -> None:
         config.validate()
         out_dir = Path(config.out_dir)
         if out_dir.exists() and not out_dir.is_dir():
@@ -250,12 +250,16 @@ class CompressionSession:
         self.loaded = load_model(config.model, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
         self.io: ModelIO = backend.model_io(self.loaded.model)
         self.data: ModelData | None = None if config.data is None else read_data(config.data, self.io, config.output)
-        needing = [r.value for r in recipes_needing_data if r.spec.needs_data]
+        needing = [r.value for r in recipes if r.spec.needs_data]
         if self.data is None and needing:
             raise TfdeployError(
                 f"Recipe(s) {', '.join(needing)} need data to fine-tune or calibrate: pass --data with an .npz "
                 "(x, y, x_val, y_val; x:NAME per input for several inputs) or an image directory. Without data, "
                 f"{', '.join(r.value for r in Recipe if not r.spec.needs_data)} work. Received: data=None")
+        if self.data is not None:
+            if any(r.spec.trains for r in recipes):
+                require_two_classes(self.data, self.io)
+            self.data.warnings += _scale_warnings(self.data, self.loaded.model, self.io)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.config, self.out_dir, self.progress = config, out_dir, config.progress
         self.head = config.output or default_label_output(self.io)
@@ -341,6 +345,8 @@ class CompressionSession:
         except TfdeployError as exc:
             error, detail = str(exc), None
         except Exception as exc:  # the recipe boundary: TF/Keras/TFMOT errors fail this recipe only
+            if faults.is_environment_fault(exc):  # a full or read-only disk fails every recipe: stop the run
+                raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             error, detail = f"{type(exc).__name__}: {first}", traceback.format_exc()
         self.progress(f"  {recipe.value} FAILED: {error}")
@@ -448,6 +454,19 @@ class CompressionSession:
         return has_optimizer_state(self.loaded.path)
 
 
+def _scale_warnings(data: ModelData, model: Any, io: ModelIO) -> list[str]:
+    """Images in 0–255 fed to a model that does not rescale them itself are probably unscaled."""
+    if isinstance(model, backend.SavedModelFunction) or backend.rescales_inputs(model):
+        return []
+    warnings = []
+    for info in io.inputs:
+        x = data.x[info.name]
+        if info.is_float and len(info.shape) == 3 and x.size and float(x.min()) >= 0 and float(x.max()) > 2.0:
+            warnings.append(f"input {info.name!r} spans {float(x.min()):g}..{float(x.max()):g}, like unscaled 0–255 "
+                            "images, and the model has no Rescaling/Normalization layer: check the preprocessing")
+    return warnings
+
+
 def keras_suffix(loaded: LoadedModel) -> str:
     """The Keras file suffix to write a variant of ``loaded`` in (its own, or ``.keras``)."""
     return loaded.format.value if loaded.format in (ModelFormat.KERAS, ModelFormat.H5) else ".keras"
@@ -494,6 +513,7 @@ def _write_chart(report: CompressionReport, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+@faults.boundary("compress", where="out_dir")
 def compress(config: CompressConfig) -> CompressionReport:
     """Runs each recipe of ``config`` on the model and measures every artifact.
 
@@ -520,7 +540,7 @@ def compress(config: CompressConfig) -> CompressionReport:
         0.27
     """
     refuse_existing_outputs(config)
-    session = CompressionSession(config, recipes_needing_data=config.recipes)
+    session = CompressionSession(config, recipes=config.recipes)
     variants = [session.original]
     for index, recipe in enumerate(config.recipes, start=1):
         variants.append(session.run_recipe(recipe, label=f"[{index}/{len(config.recipes)}] "))

@@ -265,7 +265,12 @@ def _check_inputs(arrays: Arrays, io: ModelIO, field: str, source: str) -> Array
     return checked
 
 
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
 def _cast(value: np.ndarray, info: TensorInfo, key: str) -> np.ndarray:
+    """Checks an input array's kind and values against the model input, then casts it to the input's dtype."""
     kind = value.dtype.kind
     if info.is_string:
         if kind not in "US":
@@ -275,11 +280,103 @@ def _cast(value: np.ndarray, info: TensorInfo, key: str) -> np.ndarray:
     if kind in "USO":
         raise TfdeployError(f"Model input {info.name!r} takes {info.dtype}, but {key!r} holds strings; convert "
                             f"them first (e.g. token ids). Received: {key}.dtype={value.dtype}")
-    if info.is_integer and kind == "f":
-        if not np.all(np.isfinite(value)) or not np.all(value == np.round(value)):
+    if kind == "f" and not np.all(np.isfinite(value)):
+        index = _first(~np.isfinite(value))
+        raise TfdeployError(f"Data array {key!r} holds {value[index]} at index {index}; remove or impute non-finite "
+                            f"values before fine-tuning, calibration or evaluation. Received: {key}[{index}]={value[index]}")
+    if info.is_integer:
+        if kind == "f" and not np.all(value == np.round(value)):
+            index = _first(value != np.round(value))
             raise TfdeployError(f"Model input {info.name!r} takes integer ids ({info.dtype}), but {key!r} holds "
-                                f"fractional floats. Received: {key}.dtype={value.dtype}")
+                                f"fractional floats such as {value[index]} at index {index}. "
+                                f"Received: {key}.dtype={value.dtype}")
+        limits = np.iinfo(np.dtype(info.dtype))
+        outside = (value < limits.min) | (value > limits.max)
+        if np.any(outside):
+            index = _first(outside)
+            raise TfdeployError(f"Data array {key!r} holds {value[index]} at index {index}, outside the range of "
+                                f"model input {info.name!r} ({info.dtype}). Received: {key}[{index}]={value[index]}")
+    elif kind in "iu" and value.size and np.max(np.abs(value.astype(np.float64))) > 2 ** 24:
+        index = _first(np.abs(value.astype(np.float64)) > 2 ** 24)
+        raise TfdeployError(f"Data array {key!r} holds integers up to {value[index]} (index {index}), beyond the "
+                            f"{info.dtype} input's exact range (±2^24): they would be rounded. Scale them to the range "
+                            f"the model was trained on. Received: {key}.dtype={value.dtype}")
     return value.astype(info.dtype, copy=False)
+
+
+def _class_ids(y: np.ndarray, classes: int, key: str) -> np.ndarray:
+    """Integer class ids from int, integral-float or one-hot labels; refuses anything else."""
+    if y.dtype.kind in "USO":
+        raise TfdeployError(f"Labels {key!r} are strings; give integer class ids 0..{classes - 1} or one-hot rows. "
+                            f"Received: {key}.dtype={y.dtype}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        index = _first(~np.isfinite(y))
+        raise TfdeployError(f"Labels {key!r} hold {y[index]} at index {index}. Received: {key}[{index}]={y[index]}")
+    if y.ndim == 2 and y.shape[1] == classes and classes > 1:
+        bad = (y < 0) | (y > 1)
+        if np.any(bad) or not np.allclose(y.sum(axis=1), 1.0, atol=1e-3):
+            row = _first(bad)[0] if np.any(bad) else int(np.argmax(np.abs(y.sum(axis=1) - 1.0)))
+            raise TfdeployError(f"Labels {key!r} look one-hot ({classes} columns) but row {row} is not a distribution "
+                                f"({y[row].tolist()}). Received: {key}.shape={y.shape}")
+        return np.argmax(y, axis=1)
+    flat = y.reshape(len(y), -1)
+    if flat.shape[1] != 1:
+        raise TfdeployError(f"Labels {key!r} have shape {y.shape[1:]} per sample; a {classes}-class output takes one "
+                            f"class id per sample or {classes} one-hot columns. Received: {key}.shape={y.shape}")
+    flat = flat[:, 0]
+    if flat.dtype.kind == "f" and not np.all(flat == np.round(flat)):
+        index = int(np.argmax(flat != np.round(flat)))
+        raise TfdeployError(f"Labels {key!r} are fractional floats ({flat[index]} at index {index}); a classifier "
+                            f"takes integer class ids 0..{classes - 1} or one-hot rows. Received: {key}.dtype={y.dtype}")
+    outside = (flat < 0) | (flat >= classes)
+    if np.any(outside):
+        index = int(np.argmax(outside))
+        raise TfdeployError(f"Labels {key!r} hold class {flat[index]:g} at index {index}, but output has {classes} "
+                            f"classes (0..{classes - 1}). Received: {key}[{index}]={flat[index]:g}")
+    return flat.astype("int64")
+
+
+def _check_label_values(labels: Arrays | None, io: ModelIO, field: str) -> None:
+    """Label kind and range per output: class ids within the output's classes, finite targets."""
+    for name, y in (labels or {}).items():
+        info = io.output(name)
+        key = field if len(io.outputs) == 1 else f"{field}:{name}"
+        classes = info.shape[0] if len(info.shape) == 1 and info.shape[0] else 0
+        if name in io.classification_outputs():
+            _class_ids(y, 2 if info.is_binary else classes, key)
+        elif y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
+            raise TfdeployError(f"Targets {key!r} must be finite numbers for output {name!r}. "
+                                f"Received: {key}.dtype={y.dtype}")
+
+
+def class_counts(y: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """How many samples of each class labels ``y`` of a classification output hold."""
+    classes = 2 if info.is_binary else int(info.shape[0] or 0)
+    return np.bincount(_class_ids(y, classes, "y"), minlength=classes)
+
+
+def require_two_classes(data: ModelData, io: ModelIO) -> None:
+    """Fine-tuning on labels of a single class teaches nothing: refuse it (naming the class)."""
+    name = data.label_output
+    if data.y is None or name is None or name not in data.y:
+        return
+    counts = class_counts(data.y[name], io.output(name))
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise TfdeployError(f"The training labels of output {name!r} hold only class {present.tolist()} "
+                            f"({int(counts.sum())} samples); fine-tuning needs at least two classes. An image "
+                            f"directory needs one sub-directory per class. Received: data={data.source!r}")
+
+
+def _label_warnings(data: ModelData, io: ModelIO) -> list[str]:
+    name = data.label_output
+    if name is None or data.y_val is None or name not in data.y_val:
+        return []
+    missing = np.flatnonzero(class_counts(data.y_val[name], io.output(name)) == 0)
+    if missing.size:
+        return [f"the validation labels of {name!r} have no sample of class(es) {missing.tolist()}: accuracy says "
+                "nothing about them"]
+    return []
 
 
 def _check_labels(labels: Arrays | None, n: int, field: str, source: str) -> None:
@@ -340,7 +437,11 @@ def read_data(source: str | os.PathLike | Dataset, io: ModelIO, output: str | No
         x_val = _check_inputs(_named_inputs(dataset.x_val, io, "x_val", name), io, "x_val", name)
         y_val = _named_labels(dataset.y_val, io, "y_val", output, name)
         _check_labels(y_val, batch_size(x_val), "y_val", name)
+    _check_label_values(y, io, "y")
+    _check_label_values(y_val, io, "y_val")
     label_output = output or default_label_output(io)
     if y_val is None or label_output not in y_val:
         label_output = None
-    return ModelData(x=x, y=y, x_val=x_val, y_val=y_val, label_output=label_output, source=name)
+    data = ModelData(x=x, y=y, x_val=x_val, y_val=y_val, label_output=label_output, source=name)
+    data.warnings = _label_warnings(data, io)
+    return data

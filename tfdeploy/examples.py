@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfdeploy.data import Dataset
+from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.report import Report
 
@@ -216,6 +217,7 @@ class ExampleReport(Report):
                 ("fine-tune time (s)", self.fine_tune.seconds)]
 
 
+@faults.boundary("example")
 def prepare_example(out_dir: str | os.PathLike, epochs: int = 5, alpha: float = 0.35, image_size: int = 32,
                     full_data: bool = False, overwrite: bool = False,
                     progress: Any = None) -> ExampleReport:

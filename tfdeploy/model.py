@@ -27,7 +27,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.backend import KerasFlavour
 from tfdeploy.errors import TfdeployError
-from tfdeploy.files import ensure_writable
+from tfdeploy.files import atomic_path, ensure_writable
 
 
 class ModelFormat(str, enum.Enum):
@@ -361,18 +361,13 @@ def save_model(model: Any, path: str | os.PathLike, include_optimizer: bool = Fa
         raise TfdeployError(f"save_model writes .keras or .h5 files. Received: path={str(path)!r}")
     fmt = ModelFormat.of_path(path)
     ensure_writable(path, overwrite)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # Keras picks the format by suffix
-    try:
+    with atomic_path(path) as tmp:  # same suffix: Keras picks the format by it
         kwargs = {"include_optimizer": False} if fmt is ModelFormat.H5 and not include_optimizer else {}
         if include_optimizer:
             model.save(tmp)
         else:
             with _detached_optimizer(model):
                 model.save(tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

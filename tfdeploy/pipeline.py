@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
 from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
@@ -101,6 +102,7 @@ class DeployReport(Report):
         return "\n".join(sections)
 
 
+@faults.boundary("deploy", where="out_dir")
 def deploy(config: DeployConfig) -> DeployReport:
     """Runs the whole path from a trained model to a verified TF Serving version.
 

@@ -23,11 +23,13 @@ class RecipeSpec:
         summary: One line for ``--help`` and reports.
         needs_data: Fine-tuning or calibration data is required (``--data``).
         output: File suffix of the artifact (``.keras`` means the input's Keras format).
+        trains: The recipe fine-tunes the model (its labels need at least two classes).
     """
 
     summary: str
     needs_data: bool
     output: str
+    trains: bool = False
 
 
 class IoDtype(str, enum.Enum):
@@ -117,17 +119,17 @@ DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PRUNE, Recipe.QAT, Recipe.PTQ_INT
 
 _SPECS = {
     Recipe.STRIP: RecipeSpec("save without optimizer state", needs_data=False, output=".keras"),
-    Recipe.PRUNE: RecipeSpec("TFMOT magnitude pruning + fine-tune + strip_pruning", needs_data=True, output=".keras"),
+    Recipe.PRUNE: RecipeSpec("TFMOT magnitude pruning + fine-tune + strip_pruning", needs_data=True, output=".keras", trains=True),
     Recipe.CLUSTER: RecipeSpec("TFMOT weight clustering + fine-tune + strip_clustering", needs_data=True,
-                               output=".keras"),
+                               output=".keras", trains=True),
     Recipe.QAT: RecipeSpec("TFMOT quantization-aware training, converted to int8 TFLite", needs_data=True,
-                           output=".tflite"),
+                           output=".tflite", trains=True),
     Recipe.PRUNE_INT8: RecipeSpec("prune, then post-training full-integer quantization", needs_data=True,
-                                  output=".tflite"),
+                                  output=".tflite", trains=True),
     Recipe.PRUNE_QAT: RecipeSpec("prune, then pruning-preserving QAT, int8 TFLite", needs_data=True,
-                                 output=".tflite"),
+                                 output=".tflite", trains=True),
     Recipe.CLUSTER_QAT: RecipeSpec("cluster, then cluster-preserving QAT, int8 TFLite", needs_data=True,
-                                   output=".tflite"),
+                                   output=".tflite", trains=True),
     Recipe.TFLITE: RecipeSpec("float32 TFLite, the baseline for TFLite sizes", needs_data=False, output=".tflite"),
     Recipe.PTQ_DYNAMIC: RecipeSpec("post-training dynamic-range quantization (int8 weights)", needs_data=False,
                                    output=".tflite"),

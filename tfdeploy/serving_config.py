@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.recipes import VersionPolicy
 from tfdeploy.files import staged_directory
@@ -348,6 +349,7 @@ class ServingConfigReport(Report):
     flags: list[str]
 
 
+@faults.boundary("serving-config", where="out_dir")
 def write_serving_config(config: ServingConfig) -> ServingConfigReport:
     """Writes the TF Serving configuration directory (atomically).
 
@@ -367,6 +369,9 @@ def write_serving_config(config: ServingConfig) -> ServingConfigReport:
     """
     config.validate()
     out = Path(config.out_dir)
+    if out.exists() and not out.is_dir():
+        raise TfdeployError(f"--out must be a directory, but a file is there; choose another path or remove the file. "
+                            f"Received: out_dir={str(out)!r}")
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
     contents = {
@@ -380,9 +385,9 @@ def write_serving_config(config: ServingConfig) -> ServingConfigReport:
         "kserve.yaml": _kserve(config),
         "README.md": _README,
     }
-    with staged_directory(out, overwrite=True) as staging:
+    with staged_directory(out, overwrite=True) as publication:
         for name, text in contents.items():
-            (staging / name).write_text(text)
-        (staging / "run.sh").chmod(0o755)
+            (publication.staging / name).write_text(text)
+        (publication.staging / "run.sh").chmod(0o755)
     return ServingConfigReport(out_dir=str(out), files=sorted(contents), models=[m.name for m in config.models],
                                flags=server_flags(config))

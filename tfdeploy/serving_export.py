@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from tfdeploy import backend
+from tfdeploy import backend, faults
 from tfdeploy.data import Dataset
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO
@@ -84,6 +84,8 @@ class ExportReport(Report):
     warmup: WarmupReport | None
     files: int
     bytes: int
+    modes: str = ""
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def rows(self) -> list[tuple[str, Any]]:
         rows: list[tuple[str, Any]] = [("version directory", self.version_dir), ("model", f"{self.model} ({self.flavour})")]
@@ -94,6 +96,8 @@ class ExportReport(Report):
             rows.append(("warmup", f"{self.warmup.records} record(s), batch sizes {self.warmup.batch_sizes}, "
                                    f"{self.warmup.source}"))
         rows.append(("files / bytes", f"{self.files} / {self.bytes}"))
+        rows.append(("modes", self.modes))
+        rows += [("note", note) for note in self.notes]
         return rows
 
 
@@ -158,6 +162,7 @@ def _write_version(config: ExportConfig, staging: Path, model: Any, model_name: 
                         model_name=model_name)
 
 
+@faults.boundary("export", where="base_dir")
 def export(config: ExportConfig) -> ExportReport:
     """Exports a model as a new TF Serving version, warmup included, published atomically.
 
@@ -195,11 +200,12 @@ def export(config: ExportConfig) -> ExportReport:
     loaded = load_model(source, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
     base.mkdir(parents=True, exist_ok=True)
     target = base / str(version)
-    with staged_directory(target, config.overwrite) as staging:
-        warmup = _write_version(config, staging, loaded.model, base.resolve().name)
+    with staged_directory(target, config.overwrite) as publication:
+        warmup = _write_version(config, publication.staging, loaded.model, base.resolve().name)
     if isinstance(warmup, WarmupReport):
-        warmup.path = str(target / Path(warmup.path).relative_to(staging))
+        warmup.path = str(target / Path(warmup.path).relative_to(publication.staging))
     files = [p for p in target.rglob("*") if p.is_file()]
+    dirs = [target, *(p for p in target.rglob("*") if p.is_dir())]
     return ExportReport(
         version_dir=str(target), version=version, model=str(config.model), flavour=loaded.flavour.value,
         signatures={name: {"inputs": {k: [d if d is not None else -1 for d in (v.shape or ())] for k, v in sig.inputs.items()},
@@ -207,4 +213,10 @@ def export(config: ExportConfig) -> ExportReport:
                     for name, sig in read_signatures(target).items()},
         tflite=str(target / TFLITE_FILE) if (target / TFLITE_FILE).exists() else None,
         warmup=warmup, files=len(files), bytes=sum(p.stat().st_size for p in files),
+        modes=f"directories {_modes(dirs)}, files {_modes(files)} (readable by a server running as another user)",
+        notes=publication.notes(),
     )
+
+
+def _modes(paths: list[Path]) -> str:
+    return "/".join(sorted({oct(p.stat().st_mode & 0o777)[2:] for p in paths}))

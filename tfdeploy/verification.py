@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from tfdeploy import backend
+from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.serving_export import TFLITE_FILE
 from tfdeploy.report import Report, format_table
@@ -83,6 +83,7 @@ class _Checks:
         self.items.append(Check(name, False, f"not run: {why}"))
 
 
+@faults.boundary("verify")
 def verify(
     version_dir: str | os.PathLike,
     source_model: str | os.PathLike | None = None,

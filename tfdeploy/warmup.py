@@ -22,9 +22,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tfdeploy import backend
+from tfdeploy import backend, faults
 from tfdeploy.data import Dataset, ModelData, read_data
 from tfdeploy.errors import TfdeployError
+from tfdeploy.files import atomic_path, refuse_existing
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
 from tfdeploy.report import Report
 from tfdeploy.signature import PREDICT_METHOD, SignatureInfo, read_signatures
@@ -119,19 +120,13 @@ def write_warmup_records(version_dir: str | os.PathLike, logs: Sequence[Any]) ->
     version_dir = Path(version_dir)
     check_warmup_logs(logs, read_signatures(version_dir))
     target = version_dir / WARMUP_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:  # uncompressed: TF Serving reads no other kind
-            for log in logs:
-                writer.write(log.SerializeToString())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(target) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:  # uncompressed: TF Serving reads no other
+        for log in logs:
+            writer.write(log.SerializeToString())
     return target
 
 
+@faults.boundary("warmup write")
 def write_warmup(
     version_dir: str | os.PathLike,
     data: Dataset | str | os.PathLike | None = None,
@@ -139,6 +134,7 @@ def write_warmup(
     signature_name: str = "serving_default",
     model_name: str | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> WarmupReport:
     """Writes ``assets.extra/tf_serving_warmup_requests`` for an exported version.
 
@@ -154,6 +150,7 @@ def write_warmup(
         signature_name: Signature the requests call (must exist).
         model_name: ``model_spec.name`` (default: the base directory's name).
         seed: Seed for synthesized values.
+        overwrite: Replace an existing warmup file.
 
     Returns:
         A :class:`WarmupReport`.
@@ -166,6 +163,7 @@ def write_warmup(
         2
     """
     version_dir = Path(version_dir)
+    refuse_existing([version_dir / WARMUP_FILE], overwrite)
     signatures = read_signatures(version_dir)
     if signature_name not in signatures:
         raise TfdeployError(

@@ -113,7 +113,7 @@ def test_warmup_from_real_data_and_batch_sizes(exported, tmp_path, tiny_xy):
     base, _ = exported
     x, _ = tiny_xy
     np.savez(tmp_path / "w.npz", x=x[:5])
-    report = write_warmup(base / "tf_keras" / "1", data=tmp_path / "w.npz", batch_sizes=(2, 7))
+    report = write_warmup(base / "tf_keras" / "1", data=tmp_path / "w.npz", batch_sizes=(2, 7), overwrite=True)
     tf = backend.tf()
     logs = read_warmup(report.path)
     arrays = [tf.make_ndarray(log.predict_log.request.inputs["image"]) for log in logs]
