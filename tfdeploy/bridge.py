@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import uuid
 from typing import Any, Callable
@@ -94,15 +95,9 @@ class _Build:
         return candidate
 
 
+@functools.lru_cache(maxsize=None)
 def adapter_class() -> type:
     """The tf_keras layer that calls a Keras 3 layer (or op) as it is, frozen."""
-    return _adapter_class()
-
-
-def _adapter_class() -> type:
-    cached = globals().get("_ADAPTER")
-    if cached is not None:
-        return cached
     tk = backend.tf_keras()
 
     class Keras3Layer(tk.layers.Layer):
@@ -121,7 +116,6 @@ def _adapter_class() -> type:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "ref": self.ref}
 
-    globals()["_ADAPTER"] = Keras3Layer
     return Keras3Layer
 
 
@@ -236,9 +230,9 @@ def _adapt(op: Any, args: tuple, kwargs: dict, name: str, reason: str, build: _B
     ref = uuid.uuid4().hex
     _ADAPTED[ref] = (op, pack)
     build.kept.append((name, type(op).__name__, reason))
-    build.custom_objects["Keras3Layer"] = _adapter_class()
+    build.custom_objects["Keras3Layer"] = adapter_class()
     tensors = [flat[i] for i in positions]
-    return _adapter_class()(ref, name=name)(tensors if len(tensors) > 1 else tensors[0])
+    return adapter_class()(ref, name=name)(tensors if len(tensors) > 1 else tensors[0])
 
 
 def _merge_op(op: Any, args: tuple, kwargs: dict, prefix: str, build: _Build) -> Any | None:

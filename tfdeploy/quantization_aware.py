@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any, Mapping
 
@@ -131,11 +132,9 @@ def plan_annotation(model: Any) -> AnnotationPlan:
     return AnnotationPlan(annotate=annotate, left_float=left, float_activations=swapped)
 
 
+@functools.lru_cache(maxsize=None)
 def float_activation_class() -> type:
     """A tf_keras layer applying an activation function, unknown to TFMOT (so it stays float)."""
-    cached = globals().get("_FLOAT_ACTIVATION")
-    if cached is not None:
-        return cached
     tk = backend.tf_keras()
 
     class FloatActivation(tk.layers.Layer):
@@ -149,10 +148,10 @@ def float_activation_class() -> type:
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "activation": tk.activations.serialize(self.activation)}
 
-    globals()["_FLOAT_ACTIVATION"] = FloatActivation
     return FloatActivation
 
 
+@functools.lru_cache(maxsize=None)
 def same_scale_config_class() -> type:
     """A TFMOT ``QuantizeConfig`` that quantizes nothing and adds no output quantizer.
 
@@ -162,9 +161,6 @@ def same_scale_config_class() -> type:
     refuses the model after training). Like max pooling, average pooling then simply keeps the
     input's scale.
     """
-    cached = globals().get("_SAME_SCALE")
-    if cached is not None:
-        return cached
     base = backend.tfmot().quantization.keras.QuantizeConfig
 
     class SameScaleQuantizeConfig(base):  # type: ignore[misc, valid-type]
@@ -186,7 +182,6 @@ def same_scale_config_class() -> type:
         def get_config(self) -> dict[str, Any]:
             return {}
 
-    globals()["_SAME_SCALE"] = SameScaleQuantizeConfig
     return SameScaleQuantizeConfig
 
 
