@@ -31,7 +31,7 @@ from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays
 from tfdeploy.tflite import converter_for, representative_dataset
 from tfdeploy.recipes import Objective, Recipe
-from tfdeploy.report import Report, format_bytes, format_table
+from tfdeploy.report import Block, Table, Text, Report, format_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,18 +91,18 @@ class AutoReport(Report):
     chosen_path: str
     stopped_because: str
 
-    def to_table(self) -> str:
+    def blocks(self) -> list[Block]:
         rows = [(t.name, format_bytes(t.gzip_bytes), None if t.accuracy is None else round(100 * t.accuracy, 2),
                  None if t.drop_points is None else round(t.drop_points, 2),
                  "error" if t.error else "passed" if t.passed else "failed", t.latency_ms, round(t.seconds, 1))
                 for t in self.trials]
         kept = [f"{t.name}: kept in float {', '.join(t.kept_float)}" for t in self.trials if t.kept_float]
         kept += [f"{t.name} could not be made: {t.error}" for t in self.trials if t.error]
-        return "\n".join([
-            f"auto-compress {self.model}: objective {self.objective}, budget {self.budget}, original accuracy "
-            f"{100 * self.original_accuracy:.2f}%",
-            format_table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms", "time s")),
-            *kept, f"chosen: {self.chosen} -> {self.chosen_path} ({self.stopped_because})"])
+        return [
+            Text(f"auto-compress {self.model}: objective {self.objective}, budget {self.budget}, original accuracy "
+                 f"{100 * self.original_accuracy:.2f}%"),
+            Table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms", "time s")),
+            *map(Text, kept), Text(f"chosen: {self.chosen} -> {self.chosen_path} ({self.stopped_because})")]
 
 
 @dataclasses.dataclass
@@ -239,7 +239,7 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     budget = config.max_accuracy_drop * (100 * base) / 100 if config.relative else config.max_accuracy_drop
     budget_text = (f"{config.max_accuracy_drop}% of {100 * base:.2f}% = {budget:.3f} points" if config.relative
                    else f"{budget} points")
-    say = config.compress.progress
+    say = session.progress
     start = time.perf_counter()
     trials: list[Trial] = []
     best: Trial | None = None
@@ -276,7 +276,7 @@ def auto_compress(config: AutoConfig) -> AutoReport:
                         original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
                         stopped_because=stopped if best else "no candidate met the budget: the original stays")
     write_atomic(out_dir / AUTO_REPORTS[0], report.to_json())
-    write_atomic(out_dir / AUTO_REPORTS[1], f"# Accuracy-aware compression\n\n```\n{report.to_table()}\n```\n")
+    write_atomic(out_dir / AUTO_REPORTS[1], "# Accuracy-aware compression\n\n" + report.to_markdown(relative_to=out_dir))
     return report
 
 

@@ -36,8 +36,11 @@ class KerasFlavour(str, enum.Enum):
 
 @functools.lru_cache(maxsize=None)
 def tf() -> ModuleType:
-    """Returns the ``tensorflow`` module, importing it on first use (about 3 s)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Returns the ``tensorflow`` module, importing it on first use (about 3 s).
+
+    TensorFlow's logging is left as the user set it; the CLI keeps TF's C++ lines in a log file
+    (:mod:`tfdeploy.console`).
+    """
     import tensorflow
 
     return tensorflow
@@ -173,14 +176,32 @@ def version_of(module_name: str) -> str | None:
 
 
 def progress_callback(keras: ModuleType, progress: Any, epochs: int, label: str = "fine-tune") -> Any:
-    """A Keras callback (for ``keras``'s flavour) reporting each epoch through ``progress(line)``."""
+    """A Keras callback (for ``keras``'s flavour) showing training as a :mod:`tfdeploy.progress` task.
 
-    class _EpochProgress(keras.callbacks.Callback):
+    The task counts batches over all epochs (so its estimate is for the whole fit) and shows the
+    epoch and the last epoch's metrics beside the count.
+    """
+    import contextlib
+
+    class _FitProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            steps = (self.params or {}).get("steps")
+            self._stack = contextlib.ExitStack()
+            self._task = self._stack.enter_context(progress.task(label, total=steps * epochs if steps else None,
+                                                                 unit="batch"))
+            self._task.info["epoch"] = f"1/{epochs}"
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self._task.advance()
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            metrics = ", ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items())
-            progress(f"  {label} epoch {epoch + 1}/{epochs}: {metrics}")
+            self._task.info.update({k: float(v) for k, v in (logs or {}).items()})
+            self._task.info["epoch"] = f"{min(epoch + 2, epochs)}/{epochs}"
 
-    return _EpochProgress()
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self._stack.close()
+
+    return _FitProgress()
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,15 +467,14 @@ def nested_models(model: Any) -> list[str]:
 def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, str]:
     """A TFLite interpreter for a file or flatbuffer bytes, and the name of the runtime.
 
-    LiteRT (``ai_edge_litert``) is the maintained runtime; ``tf.lite.Interpreter`` (deprecated) is
-    used only when LiteRT is not installed, without its deprecation warning.
+    The runtime is LiteRT (``ai_edge_litert``, an install requirement); ``tf.lite.Interpreter`` is
+    deprecated and not used.
 
     Example:
         >>> interpreter, runtime = tflite_interpreter("model.tflite")   # doctest: +SKIP
         >>> runtime
         'LiteRT 2.3.0'
     """
-    import warnings
 
     from tfdeploy.errors import TfdeployError
 
@@ -463,14 +483,9 @@ def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, st
         raise TfdeployError(f"Not a TFLite flatbuffer (file identifier {blob[4:8]!r}, expected b'TFL3'); give a "
                             ".tflite file written by the TFLite converter. Received: path="
                             f"{'<bytes>' if isinstance(source, (bytes, bytearray)) else repr(str(source))}")
-    try:
-        from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter(model_content=blob, num_threads=threads), f"LiteRT {version_of('ai-edge-litert')}"
-    except ImportError:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return tf().lite.Interpreter(model_content=blob, num_threads=threads), f"tf.lite {tf().__version__}"
+    return Interpreter(model_content=blob, num_threads=threads), f"LiteRT {version_of('ai-edge-litert')}"
 
 
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import threading
@@ -31,7 +30,8 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
 from tfdeploy.predictors import is_saved_model_dir, predictor_for_file
-from tfdeploy.report import Report, format_table
+from tfdeploy.progress import ProgressLike, Task, as_progress
+from tfdeploy.report import Block, Image, Table, Text, Report
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
@@ -79,10 +79,11 @@ class LoadResult:
 
 
 def run_load(call: Callable[[int], None], requests: int | None, duration_s: float | None, concurrency: int,
-             warmup_requests: int = 0) -> LoadResult:
+             warmup_requests: int = 0, task: Task | None = None) -> LoadResult:
     """Runs ``call(thread_index)`` from ``concurrency`` threads until ``requests`` or ``duration_s``.
 
     Each thread first makes ``warmup_requests`` untimed calls. Exceptions are recorded, not raised.
+    ``task`` (a :class:`~tfdeploy.progress.Task`) advances once per finished request.
     """
     if (requests is None) == (duration_s is None):
         raise TfdeployError("Give either a number of requests or a duration. "
@@ -115,6 +116,8 @@ def run_load(call: Callable[[int], None], requests: int | None, duration_s: floa
             end = time.perf_counter()
             with lock:
                 samples.append((begin - start, (end - begin) * 1000))
+                if task is not None:
+                    task.advance()
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
     for thread in threads:
@@ -176,7 +179,7 @@ class BenchConfig:
     safe_mode: bool = True
     json_path: str | os.PathLike | None = None
     plot_path: str | os.PathLike | None = None
-    progress: Callable[[str], None] = lambda message: None
+    progress: ProgressLike = "auto"
 
 
 @dataclasses.dataclass
@@ -188,27 +191,29 @@ class BenchReport(Report):
     hot_swaps: list["HotSwapReport"] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
 
-    def to_table(self) -> str:
+    def blocks(self) -> list[Block]:
         header = ("artifact", "runtime", "batch", "conc", "requests", "p50 ms", "p90 ms", "p99 ms", "p999 ms",
                   "mean ms", "req/s", "errors")
         rows = [(Path(r.artifact).name, r.runtime, r.batch_size, r.concurrency, r.stats.requests, r.stats.p50_ms,
                  r.stats.p90_ms, r.stats.p99_ms, r.stats.p999_ms, r.stats.mean_ms, r.throughput_rps, r.errors)
                 for r in self.results]
-        lines = [format_table(rows, header=header)]
+        lines: list[Block] = [Table(rows, header=header)]
         base = self.results[0] if self.results else None
         for r in self.results[1:]:
             if base and r.batch_size == base.batch_size and r.artifact != base.artifact:
-                lines.append(f"{Path(r.artifact).name} vs {Path(base.artifact).name} (batch {r.batch_size}): "
-                             f"p50 ×{r.stats.p50_ms / base.stats.p50_ms:.2f}, p99 ×{r.stats.p99_ms / base.stats.p99_ms:.2f}")
+                lines.append(Text(f"{Path(r.artifact).name} vs {Path(base.artifact).name} (batch {r.batch_size}): "
+                                  f"p50 ×{r.stats.p50_ms / base.stats.p50_ms:.2f}, "
+                                  f"p99 ×{r.stats.p99_ms / base.stats.p99_ms:.2f}"))
         for artifact, cold in self.cold_starts.items():
             for mode, result in cold.items():
                 if result:
-                    lines.append(f"cold start {Path(artifact).name} ({mode.replace('_', ' ')}): load "
-                                 f"{result['load_ms']:.0f} ms, first request {result['first_ms']:.1f} ms = "
-                                 f"{result['first_over_steady']:.1f}× steady p50 {result['steady_p50_ms']:.2f} ms")
-        lines += [swap.to_table() for swap in self.hot_swaps]
-        lines += [f"wrote {path}" for path in self.files]
-        return "\n".join(lines)
+                    lines.append(Text(f"cold start {Path(artifact).name} ({mode.replace('_', ' ')}): load "
+                                      f"{result['load_ms']:.0f} ms, first request {result['first_ms']:.1f} ms = "
+                                      f"{result['first_over_steady']:.1f}× steady p50 {result['steady_p50_ms']:.2f} ms"))
+        for swap in self.hot_swaps:
+            lines += swap.blocks()
+        return lines + [Image(path, "benchmark plot") if path.endswith(".png") else Text(f"wrote {path}")
+                        for path in self.files]
 
 
 def request_inputs(io: ModelIO, batch: int, data: Any, seed: int) -> Arrays:
@@ -245,21 +250,22 @@ def bench(config: BenchConfig) -> BenchReport:
                             f"Received: artifacts={[str(a) for a in config.artifacts]}")
     results: list[BenchResult] = []
     cold_starts: dict[str, dict[str, Any]] = {}
+    say = as_progress(config.progress)
     for artifact in config.artifacts:
         path = Path(artifact)
         if not path.exists():
             raise TfdeployError(f"No artifact at this path. Received: path={str(path)!r}")
-        config.progress(f"Loading {path}")
+        say(f"Loading {path}")
         # TFLite interpreters are not thread-safe: one per client thread.
         predictors = [predictor_for_file(path, threads=config.threads, custom_objects=config.custom_objects,
                                          safe_mode=config.safe_mode)
                       for _ in range(config.concurrency if path.suffix == ".tflite" else 1)]
         for batch in config.batch_sizes:
             x = request_inputs(predictors[0].io, batch, config.data, config.seed)
-            config.progress(f"  {path.name}: batch {batch}, {config.concurrency} client(s), "
-                            + (f"{config.requests} requests" if config.requests else f"{config.duration_s} s"))
-            load = run_load(lambda i: predictors[i % len(predictors)].predict(x), config.requests,
-                            config.duration_s, config.concurrency, config.warmup_requests)
+            with say.task(f"  {path.name}: batch {batch}, {config.concurrency} client(s)", total=config.requests,
+                          unit="request") as task:
+                load = run_load(lambda i: predictors[i % len(predictors)].predict(x), config.requests,
+                                config.duration_s, config.concurrency, config.warmup_requests, task)
             if not load.samples:
                 raise TfdeployError(f"Every request to {path.name} failed: {load.errors[:1]}. Received: path={str(path)!r}")
             latencies = [ms for _, ms in load.samples]
@@ -271,18 +277,20 @@ def bench(config: BenchConfig) -> BenchReport:
             from tfdeploy.coldstart import measure_cold_start
             from tfdeploy.warmup import WARMUP_FILE
 
-            config.progress(f"  {path.name}: cold start in fresh processes")
-            cold_starts[str(path)] = {"without_warmup": measure_cold_start(path, replay_warmup=False)}
-            if is_saved_model_dir(path) and (path / WARMUP_FILE).is_file():
-                cold_starts[str(path)]["with_warmup"] = measure_cold_start(path, replay_warmup=True)
+            modes = [False] + ([True] if is_saved_model_dir(path) and (path / WARMUP_FILE).is_file() else [])
+            with say.task(f"  {path.name}: cold start in fresh processes", total=len(modes), unit="process") as task:
+                for warm in modes:
+                    cold_starts.setdefault(str(path), {})["with_warmup" if warm else "without_warmup"] = \
+                        measure_cold_start(path, replay_warmup=warm)
+                    task.advance()
     report = BenchReport(results=results, cold_starts=cold_starts)
     if config.hot_swap:
         old, new = config.artifacts
         for warm in (False, True):
-            config.progress(f"Hot swap with N+1 {'warmed' if warm else 'cold'} (fresh process)")
-            report.hot_swaps.append(hot_swap_in_fresh_process(
-                old, new, warm, concurrency=config.concurrency, steady_s=config.hot_swap_steady_s,
-                after_s=config.hot_swap_after_s, batch_size=config.batch_sizes[0], seed=config.seed))
+            with say.task(f"Hot swap with N+1 {'warmed' if warm else 'cold'} (fresh process)"):
+                report.hot_swaps.append(hot_swap_in_fresh_process(
+                    old, new, warm, concurrency=config.concurrency, steady_s=config.hot_swap_steady_s,
+                    after_s=config.hot_swap_after_s, batch_size=config.batch_sizes[0], seed=config.seed))
     if config.json_path:
         report.files.append(str(write_atomic(Path(config.json_path), report.to_json())))
     if config.plot_path:
@@ -294,24 +302,11 @@ def bench(config: BenchConfig) -> BenchReport:
 
 def plot_latencies(results: Sequence[BenchResult], path: str | os.PathLike) -> Path:
     """Writes a PNG bar chart of p50/p99/p999 per artifact and batch size."""
-    import matplotlib
+    from tfdeploy import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{Path(r.artifact).name}\nbatch {r.batch_size}" for r in results]
-    positions = np.arange(len(results))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(results)), 4))
-    for offset, (name, key) in zip((-0.25, 0, 0.25), (("p50", "p50_ms"), ("p99", "p99_ms"), ("p999", "p999_ms"))):
-        ax.bar(positions + offset, [getattr(r.stats, key) for r in results], width=0.25, label=name)
-    ax.set_xticks(positions, labels, fontsize=8)
-    ax.set_ylabel("latency (ms)")
-    ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return write_atomic(Path(path), buffer.getvalue())
+    return plots.latency_percentiles([f"{Path(r.artifact).name}\nbatch {r.batch_size}" for r in results],
+                                     *([getattr(r.stats, key) for r in results] for key in ("p50_ms", "p99_ms", "p999_ms")),
+                                     path=path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,21 +337,21 @@ class HotSwapReport(Report):
         data.pop("samples")
         return data
 
-    def to_table(self) -> str:
+    def blocks(self) -> list[Block]:
         rows = [(name, s.requests, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms)
                 for name, s in (("steady (N)", self.steady), ("swap window (N+1 loading)", self.swap_window),
                                 ("after switch (N+1)", self.after_switch))]
         head = (f"hot swap {Path(self.old_version).name} -> {Path(self.new_version).name}, N+1 "
                 f"{'warmed (warmup replayed before the switch)' if self.warmed else 'cold'}, "
                 f"{self.concurrency} client(s); load took {self.ready_s - self.load_start_s:.2f} s")
-        return head + "\n" + format_table(rows, header=("window", "requests", "p50 ms", "p99 ms", "p999 ms", "max ms")) \
-            + f"\nfirst requests after the switch (ms): {', '.join(f'{v:.1f}' for v in self.first_after_switch_ms)}" \
-            + (f"\nerrors: {len(self.errors)}" if self.errors else "")
+        return [Text(head), Table(rows, header=("window", "requests", "p50 ms", "p99 ms", "p999 ms", "max ms")),
+                Text(f"first requests after the switch (ms): {', '.join(f'{v:.1f}' for v in self.first_after_switch_ms)}"),
+                *([Text(f"errors: {len(self.errors)}")] if self.errors else [])]
 
 
 def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool, concurrency: int = 2,
              steady_s: float = 3.0, after_s: float = 4.0, batch_size: int = 1, seed: int = 0,
-             progress: Callable[[str], None] = lambda message: None) -> HotSwapReport:
+             progress: ProgressLike = None) -> HotSwapReport:
     """Measures latency while version N+1 loads beside N in this process, then takes the traffic.
 
     Args:
@@ -384,6 +379,7 @@ def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, war
     if warm and not (new_path / WARMUP_FILE).is_file():
         raise TfdeployError(f"Version N+1 has no warmup file to replay; write it with `tfdeploy warmup write`. "
                             f"Received: path={str(new_path)!r}")
+    progress = as_progress(progress)
     progress(f"Loading version N ({old_path}) and warming it")
     old = saved_model_predictor(old_path)
     if (old_path / WARMUP_FILE).is_file():
@@ -458,30 +454,9 @@ def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, war
 
 def plot_hot_swap(reports: Sequence[HotSwapReport], path: str | os.PathLike) -> Path:
     """Writes a timeline PNG (latency over time, load start and switch marked), one panel per run."""
-    import matplotlib
+    from tfdeploy import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(reports), 1, figsize=(9, 3.2 * len(reports)), squeeze=False, sharey=True)
-    for ax, report in zip(axes[:, 0], reports):
-        for label, color in (("N", "tab:blue"), ("N+1", "tab:orange")):
-            points = [(t, ms) for t, ms, who in report.samples if who == label]
-            if points:
-                ax.scatter(*zip(*points), s=4, color=color, label=f"version {label}")
-        ax.axvspan(report.load_start_s, report.ready_s, color="grey", alpha=0.2, label="N+1 loading")
-        ax.axvline(report.switch_s, color="red", linestyle="--", label="switch")
-        ax.set_yscale("log")
-        ax.set_ylabel("latency (ms)")
-        ax.set_title(f"N+1 {'warmed' if report.warmed else 'cold'}: after-switch p999 "
-                     f"{report.after_switch.p999_ms:.1f} ms vs steady {report.steady.p999_ms:.1f} ms", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
-    axes[-1, 0].set_xlabel("time since start (s)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return write_atomic(Path(path), buffer.getvalue())
+    return plots.hot_swap_timeline(reports, path)
 
 
 def hot_swap_in_fresh_process(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool,

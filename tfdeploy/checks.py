@@ -30,7 +30,7 @@ from tfdeploy.data import Dataset, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, sample, synthesize, top1
 from tfdeploy.predictors import Predictor, is_plain_saved_model, predictor_for_file
-from tfdeploy.report import Report, format_table
+from tfdeploy.report import Block, Table, Text, Report
 
 RANDOM_LAYERS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
                  "GaussianNoise", "AlphaDropout", "RandomFlip", "RandomRotation", "RandomZoom", "RandomCrop",
@@ -66,17 +66,17 @@ class DeterminismReport(Report):
     causes: list[Cause]
     op_determinism: bool
 
-    def to_table(self) -> str:
+    def blocks(self) -> list[Block]:
         verdict = "IDENTICAL" if self.identical else "DIFFERENT"
-        lines = [f"determinism of {self.artifact}: {verdict} over {self.runs} run(s) x {1 + self.reloads} load(s) "
-                 f"on {self.samples} samples (max abs diff {self.max_abs_diff:.3g})"]
+        lines: list[Block] = [Text(f"determinism of {self.artifact}: {verdict} over {self.runs} run(s) x "
+                                   f"{1 + self.reloads} load(s) on {self.samples} samples (max abs diff "
+                                   f"{self.max_abs_diff:.3g})")]
         if self.first_divergence:
-            lines.append(f"first divergence: {self.first_divergence}")
+            lines.append(Text(f"first divergence: {self.first_divergence}"))
         if self.causes:
-            lines.append(format_table([(c.kind, c.where, c.fix) for c in self.causes],
-                                      header=("cause", "where", "fix")))
-        lines.append(f"op determinism: {'on' if self.op_determinism else 'off'}")
-        return "\n".join(lines)
+            lines.append(Table([(c.kind, c.where, c.fix) for c in self.causes], header=("cause", "where", "fix")))
+        lines.append(Text(f"op determinism: {'on' if self.op_determinism else 'off'}"))
+        return lines
 
 
 def _inbound_training_flags(layer_config: Mapping[str, Any]) -> list[bool]:
@@ -284,12 +284,13 @@ class ParityReport(Report):
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "passed": self.passed}
 
-    def to_table(self) -> str:
+    def blocks(self) -> list[Block]:
         rows = [("PASS" if r.passed else "FAIL", Path(r.artifact).name, r.output, r.runtime, r.max_abs_diff,
                  r.max_rel_diff, r.agreement, r.worst_sample, r.reason) for r in self.results]
-        return (f"parity with {self.source} on {self.samples} samples (atol {self.atol}, rtol {self.rtol}, min "
-                f"agreement {self.min_agreement})\n" + format_table(rows, header=(
-                    "", "artifact", "output", "runtime", "max abs", "max rel", "top-1 agreement", "worst sample", "")))
+        return [Text(f"parity with {self.source} on {self.samples} samples (atol {self.atol}, rtol {self.rtol}, min "
+                     f"agreement {self.min_agreement})"),
+                Table(rows, header=("", "artifact", "output", "runtime", "max abs", "max rel", "top-1 agreement",
+                                    "worst sample", ""))]
 
 
 def _compare(artifact: str, runtime: str, name: str, expected: np.ndarray, actual: np.ndarray, binary: bool,

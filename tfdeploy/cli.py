@@ -3,7 +3,9 @@
 Each command parses options, builds a config, makes one library call and prints the report.
 A :class:`~tfdeploy.errors.TfdeployError` becomes one line on stderr and exit code 2
 (``--debug`` shows the traceback). TensorFlow is imported only when a command runs, never
-for ``--help``/``--version``.
+for ``--help``/``--version``. TensorFlow's own C++ output goes to a log file
+(:mod:`tfdeploy.console`), kept as ``OUT/logs/tfdeploy.log`` by commands with ``--out``;
+``--debug`` shows it instead.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from tfdeploy import __version__
+from tfdeploy.console import Console, capture_native_output
 from tfdeploy.errors import TfdeployError
+from tfdeploy.examples import EXAMPLE_ALPHA, EXAMPLE_IMAGE_SIZE
+from tfdeploy.progress import Progress, auto_progress
 from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Objective, Recipe, VersionPolicy
 
 
@@ -26,10 +32,16 @@ class GlobalOptions:
     """Options of the ``tfdeploy`` group, applied before any model is touched."""
 
     debug: bool = False
+    quiet: bool = False
     gpu_memory_growth: bool = True
     gpu_memory_limit: int | None = None
     seed: int | None = None
     deterministic: bool = False
+    console: Console = dataclasses.field(default_factory=lambda: Console(sys.stderr), compare=False, repr=False)
+
+    def progress(self) -> Progress:
+        """Where library calls report progress: nothing with --quiet, else tqdm on the user's terminal."""
+        return Progress() if self.quiet else auto_progress(self.console.stream)
 
     def apply(self) -> None:
         """Configures GPUs, seeds and op determinism (imports TensorFlow)."""
@@ -37,7 +49,7 @@ class GlobalOptions:
 
         gpu = runtime.configure_gpus(self.gpu_memory_growth, self.gpu_memory_limit)
         if self.debug:
-            click.echo(gpu.message, err=True)
+            self.console.say(gpu.message)
         if self.seed is not None:
             runtime.seed_everything(self.seed, deterministic_ops=self.deterministic)
         elif self.deterministic:
@@ -46,25 +58,61 @@ class GlobalOptions:
             backend.tf().config.experimental.enable_op_determinism()
 
 
-def progress(message: str) -> None:
-    """Progress lines go to stderr so that stdout stays the report."""
-    click.echo(message, err=True)
+def options() -> GlobalOptions:
+    """The running command's global options."""
+    return click.get_current_context().find_object(GlobalOptions) or GlobalOptions()
+
+
+def progress() -> Progress:
+    """Progress for the running command's library call (stderr, so that stdout stays the report)."""
+    return options().progress()
+
+
+def say(message: str) -> None:
+    """A line to the user on stderr (never into the captured TensorFlow log)."""
+    options().console.say(message)
 
 
 def library_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Applies the global options, runs the command, maps TfdeployError to exit code 2."""
+    """Applies the global options and runs the command with TensorFlow's output captured.
+
+    A TfdeployError becomes ``Error: ...`` and exit code 2; any other exception one line naming it
+    and exit code 1, its traceback in the log. The log is kept in ``--out``'s ``logs/`` when the
+    command has one; otherwise it is deleted after success and named after a failure.
+    """
 
     @functools.wraps(func)
     @click.pass_obj
     def wrapper(options: GlobalOptions, *args: Any, **kwargs: Any) -> Any:
-        try:
-            options.apply()
-            return func(*args, **kwargs)
-        except TfdeployError as exc:
-            if options.debug:
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+        code = 0
+        with capture_native_output(enabled=not options.debug) as console:
+            options.console = console
+            try:
+                options.apply()
+                return func(*args, **kwargs)
+            except TfdeployError as exc:
+                if options.debug:
+                    raise
+                console.say(f"Error: {exc}")
+                code = 2
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except Exception as exc:
+                if options.debug:
+                    raise
+                traceback.print_exc()  # into the log
+                first = (str(exc).strip().splitlines() or [""])[0]
+                console.say(f"Error: unexpected {type(exc).__name__}: {first} (a tfdeploy bug: please report it with "
+                            "the log below; --debug shows the traceback)")
+                code = 1
+            finally:
+                failed = code != 0 or sys.exc_info()[0] is not None
+                kept = console.keep_log(kwargs.get("out_dir"))
+                if failed and kept is not None:
+                    console.say(f"TensorFlow's log: {kept}")
+                if console.log_path is not None and (kept != console.log_path or not failed):
+                    console.log_path.unlink(missing_ok=True)
+        sys.exit(code)
 
     return wrapper
 
@@ -94,8 +142,8 @@ def model_loading(func: Callable[..., Any]) -> Callable[..., Any]:
         from tfdeploy.model import parse_custom_objects
 
         if unsafe_deserialization:
-            click.echo("Warning: --unsafe-deserialization: Lambda layers in the model file will run the Python code "
-                       "stored in it.", err=True)
+            say("Warning: --unsafe-deserialization: Lambda layers in the model file will run the Python code "
+                "stored in it.")
         loading = Loading(parse_custom_objects(custom_object_specs), safe_mode=not unsafe_deserialization)
         return func(*args, loading=loading, **kwargs)
 
@@ -104,7 +152,8 @@ def model_loading(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tfdeploy")
-@click.option("--debug", is_flag=True, help="Show tracebacks and setup details.")
+@click.option("--debug", is_flag=True, help="Show tracebacks, setup details and TensorFlow's own log lines.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; only the report and errors.")
 @click.option("--gpu-memory-growth/--no-gpu-memory-growth", default=True, show_default=True,
               help="Allocate GPU memory as needed (all GPUs).")
 @click.option("--gpu-memory-limit", type=click.IntRange(min=1), metavar="MB",
@@ -131,19 +180,23 @@ def env_command(as_json: bool) -> None:
 @main.command("example")
 @click.option("--out", "out_dir", default="example", show_default=True, type=click.Path(path_type=Path),
               help="Directory for model.keras and data.npz.")
-@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1), help="Fine-tune epochs.")
-@click.option("--alpha", default=0.35, show_default=True, type=float, help="MobileNetV2 width multiplier.")
-@click.option("--image-size", default=32, show_default=True, type=click.IntRange(min=32), help="Input size.")
+@click.option("--train", is_flag=True, help="Train MobileNetV2 from scratch here instead of using the shipped, "
+              "converged model (watch it learn; the options below apply).")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1), help="--train: epochs.")
+@click.option("--alpha", default=EXAMPLE_ALPHA, show_default=True, type=float,
+              help="--train: MobileNetV2 width multiplier.")
+@click.option("--image-size", default=EXAMPLE_IMAGE_SIZE, show_default=True, type=click.IntRange(min=32),
+              help="--train: input size.")
 @click.option("--full-data", is_flag=True, help="Use the full Fashion-MNIST (Debian package or Keras cache).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @library_command
-def example_command(out_dir: Path, epochs: int, alpha: float, image_size: int, full_data: bool,
+def example_command(out_dir: Path, train: bool, epochs: int, alpha: float, image_size: int, full_data: bool,
                     overwrite: bool) -> None:
-    """Build and fine-tune the built-in MobileNetV2 / Fashion-MNIST example (offline)."""
+    """Write the built-in MobileNetV2 / Fashion-MNIST example: model.keras and data.npz (offline)."""
     from tfdeploy.examples import prepare_example
 
-    report = prepare_example(out_dir, epochs=epochs, alpha=alpha, image_size=image_size,
-                             full_data=full_data, overwrite=overwrite, progress=progress)
+    report = prepare_example(out_dir, train=train, epochs=epochs, alpha=alpha, image_size=image_size,
+                             full_data=full_data, overwrite=overwrite, progress=progress())
     click.echo(report.to_table())
 
 
@@ -210,7 +263,7 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
         learning_rate=learning_rate, target_sparsity=target_sparsity, prune_structure=prune_structure,
         clusters=clusters, calibration_samples=calibration_samples, io_dtype=IoDtype(io_dtype),
         int8_granularity=Int8Granularity(int8_granularity), select_tf_ops=select_tf_ops, overwrite=overwrite,
-        progress=progress, **loading.kwargs(),
+        progress=progress(), **loading.kwargs(),
     )
     if auto:
         from tfdeploy.auto import AutoConfig, auto_compress
@@ -300,7 +353,7 @@ def export_command(model: Path, base_dir: Path, version: int | None, overwrite: 
         model=model, base_dir=base_dir, version=version, overwrite=overwrite, source_model=source_model,
         batch_size=signature_batch_size, extra_signatures=extra_signatures, input_name=input_name,
         warmup=not no_warmup, warmup_data=warmup_data, warmup_batch_sizes=warmup_batch_sizes,
-        progress=progress, **loading.kwargs(),
+        progress=progress(), **loading.kwargs(),
     )
     report = export(config)
     click.echo(report.to_json() if as_json else report.to_table())
@@ -440,7 +493,10 @@ def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version
               help="Variant exported for TF Serving: original or one of the recipes.")
 @click.option("--model-name", help="TF Serving model name (default: the model file's name).")
 @click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1), help="Recipe fine-tune epochs.")
-@click.option("--example-epochs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--train", "train_example", is_flag=True, help="With --example: train it from scratch instead of "
+              "using the shipped, converged model.")
+@click.option("--example-epochs", default=5, show_default=True, type=click.IntRange(min=1),
+              help="--example --train: training epochs.")
 @click.option("--int8-granularity", type=click.Choice([g.value for g in Int8Granularity]),
               default=Int8Granularity.PER_TENSOR.value, show_default=True)
 @click.option("--bench-requests", default=200, show_default=True, type=click.IntRange(min=1))
@@ -451,7 +507,7 @@ def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version
 @library_command
 @model_loading
 def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path | None, recipes: list[Recipe],
-                   serve_variant: str, model_name: str | None, epochs: int, example_epochs: int,
+                   serve_variant: str, model_name: str | None, epochs: int, train_example: bool, example_epochs: int,
                    int8_granularity: str, bench_requests: int, output: str | None, select_tf_ops: bool,
                    overwrite: bool, loading: Loading) -> None:
     """Whole pipeline: setup, compress, export with warmup, serving config, verify, bench."""
@@ -460,11 +516,11 @@ def deploy_command(model: Path | None, out_dir: Path, example: bool, data: Path 
     options: GlobalOptions = click.get_current_context().obj
     config = DeployConfig(
         out_dir=out_dir, model=model, example=example, data=data, recipes=recipes, serve_variant=serve_variant,
-        model_name=model_name, epochs=epochs, example_epochs=example_epochs,
+        model_name=model_name, epochs=epochs, train_example=train_example, example_epochs=example_epochs,
         int8_granularity=Int8Granularity(int8_granularity), bench_requests=bench_requests,
         seed=0 if options.seed is None else options.seed, deterministic=options.deterministic,
         gpu_memory_growth=options.gpu_memory_growth, gpu_memory_limit_mb=options.gpu_memory_limit,
-        output=output, select_tf_ops=select_tf_ops, overwrite=overwrite, progress=progress, **loading.kwargs(),
+        output=output, select_tf_ops=select_tf_ops, overwrite=overwrite, progress=progress(), **loading.kwargs(),
     )
     click.echo(deploy(config).to_table())
 
@@ -510,7 +566,7 @@ def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], req
         artifacts=artifacts, batch_sizes=batch_sizes, requests=None if duration else (requests or 200),
         duration_s=duration, concurrency=concurrency, warmup_requests=warmup_requests, threads=threads,
         cold_start=not no_cold_start, hot_swap=hot_swap, hot_swap_steady_s=steady_s, hot_swap_after_s=after_s,
-        json_path=json_path, plot_path=plot_path, data=data, overwrite=overwrite, progress=progress,
+        json_path=json_path, plot_path=plot_path, data=data, overwrite=overwrite, progress=progress(),
         **loading.kwargs(),
     )
     click.echo(bench(config).to_table())

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import time
 import traceback
@@ -41,17 +40,13 @@ from tfdeploy.io_spec import Arrays, ModelIO, synthesize, top1
 from tfdeploy.model import (LoadedModel, ModelFormat, artifact_size, count_params, has_optimizer_state, load_model,
                             save_model)
 from tfdeploy.predictors import Predictor, keras_predictor, median_latency_ms, tflite_predictor
+from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.pruning import kernel_sparsity
 from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe
-from tfdeploy.report import Report, format_bytes, format_markdown_table, format_table
+from tfdeploy.report import Block, Heading, Image, Table, Text, Report, format_bytes
 from tfdeploy.tflite import FLEX_NOTE, Conversion, TfliteMode, convert
 
-ProgressFn = Callable[[str], None]
 REPORT_FILES = ("report.json", "report.md", "report.png")
-
-
-def _no_progress(message: str) -> None:
-    del message
 
 
 @dataclasses.dataclass
@@ -103,7 +98,7 @@ class CompressConfig:
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     safe_mode: bool = True
     overwrite: bool = False
-    progress: ProgressFn = _no_progress
+    progress: ProgressLike = "auto"
 
     def validate(self) -> None:
         """Raises TfdeployError naming the first invalid field."""
@@ -204,19 +199,16 @@ class CompressionReport(Report):
         return (f"model: {self.model} ({self.flavour}); evaluated on {self.eval_samples} samples "
                 f"({self.data or 'random inputs'}; {measured})")
 
-    def to_table(self) -> str:
-        notes = [note if len(note) <= 240 else note[:240] + "… (full text in report.md)" for note in self.notes()]
-        return "\n".join([self.heading(), format_table(self.table_rows(), header=self.HEADER), *notes])
+    def blocks(self) -> list[Block]:
+        notes = [Text(note, terse=note if len(note) <= 240 else note[:240] + "… (full text in report.md)")
+                 for note in self.notes()]
+        plots = [Image(path, "size vs accuracy per variant") for path in self.files if path.endswith(".png")]
+        return [Heading("Compression report", level=1, in_text=False), Text(self.heading()),
+                Table(self.table_rows(), header=self.HEADER), Text(self.LEGEND, in_text=False), *plots, *notes]
 
-    def to_markdown(self) -> str:
-        """The report as Markdown (``report.md``)."""
-        notes = "\n".join(f"- {line}" for line in self.notes())
-        return (f"# Compression report\n\n{self.heading()}\n\n"
-                f"{format_markdown_table(self.table_rows(), self.HEADER)}\n\n"
-                "Ratios are against the original file. Accuracy drop is in points (original − variant). "
-                "Agreement is top-1 agreement with the original model; max |diff| is over every output; latency is "
-                "the median single-example call in the runtime that would serve the variant.\n\n"
-                + (f"## Notes\n\n{notes}\n" if notes else ""))
+    LEGEND = ("Ratios are against the original file. Accuracy drop is in points (original − variant). Agreement is "
+              "top-1 agreement with the original model; max |diff| is over every output; latency is the median "
+              "single-example call in the runtime that would serve the variant.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,7 +238,7 @@ class CompressionSession:
         out_dir = Path(config.out_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise TfdeployError(f"The output path exists and is not a directory. Received: out_dir={str(out_dir)!r}")
-        config.progress(f"Loading {config.model}")
+        as_progress(config.progress)(f"Loading {config.model}")
         self.loaded = load_model(config.model, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
         self.io: ModelIO = backend.model_io(self.loaded.model)
         self.data: ModelData | None = None if config.data is None else read_data(config.data, self.io, config.output)
@@ -261,7 +253,7 @@ class CompressionSession:
                 require_two_classes(self.data, self.io)
             self.data.warnings += _scale_warnings(self.data, self.loaded.model, self.io)
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.config, self.out_dir, self.progress = config, out_dir, config.progress
+        self.config, self.out_dir, self.progress = config, out_dir, as_progress(config.progress)
         self.head = config.output or default_label_output(self.io)
         self._stages: dict[str, Any] = {}
         self._bridge: bridge.BridgeResult | None = None
@@ -367,11 +359,10 @@ class CompressionSession:
         for variant in report.variants:  # tracebacks belong in report.json, not in the table
             if variant.failed:
                 variant.notes = [n for n in variant.notes if not n.startswith("Traceback")]
-        names = REPORT_FILES
+        chart = _write_chart(report, self.out_dir / "report.png")
+        report.files = [str(self.out_dir / name) for name in REPORT_FILES if name != "report.png" or chart]
         write_atomic(self.out_dir / "report.json", report.to_json())
-        write_atomic(self.out_dir / "report.md", report.to_markdown())
-        _write_chart(report, self.out_dir / "report.png")
-        report.files = [str(self.out_dir / name) for name in names]
+        write_atomic(self.out_dir / "report.md", report.to_markdown(relative_to=self.out_dir))
         return report
 
     # --- pieces the recipes share --------------------------------------------------------------------
@@ -439,10 +430,10 @@ class CompressionSession:
 
     def convert(self, model: Any, mode: TfliteMode, representative: Arrays | None = None,
                 io: ModelIO | None = None) -> Conversion:
-        self.progress(f"  converting to TFLite ({mode.value})")
-        return convert(model, mode, representative=representative, io_dtype=self.config.io_dtype,
-                       granularity=self.config.int8_granularity, select_tf_ops=self.config.select_tf_ops,
-                       io=io or self.io)
+        with self.progress.task(f"  converting to TFLite ({mode.value})"):
+            return convert(model, mode, representative=representative, io_dtype=self.config.io_dtype,
+                           granularity=self.config.int8_granularity, select_tf_ops=self.config.select_tf_ops,
+                           io=io or self.io)
 
     def stage(self, name: str, build: Callable[[], Any]) -> Any:
         """A cached intermediate result (``prune-qat`` reuses ``prune``, ``cluster-qat`` reuses ``cluster``)."""
@@ -489,28 +480,17 @@ def refuse_existing_outputs(config: CompressConfig) -> None:
                             f"Received: path={existing[0]!r}{more}")
 
 
-def _write_chart(report: CompressionReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _write_chart(report: CompressionReport, path: Path) -> Path | None:
+    from tfdeploy import plots
 
     measured = [v for v in report.variants if not v.failed and v.gzip_bytes is not None]
+    if not measured:
+        return None
     use_accuracy = report.variants[0].accuracy is not None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in measured:
-        y = (v.accuracy if use_accuracy else v.agreement) or 0.0
-        ax.scatter(v.gzip_bytes / 1024, 100 * y, s=40)
-        ax.annotate(v.name, (v.gzip_bytes / 1024, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("gzip size (KiB)")
-    ax.set_ylabel("accuracy (%)" if use_accuracy else "top-1 agreement with original (%)")
-    ax.set_title("Size vs accuracy per variant")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    return plots.size_vs_accuracy(
+        [v.name for v in measured], [v.gzip_bytes / 1024 for v in measured],
+        [100 * ((v.accuracy if use_accuracy else v.agreement) or 0.0) for v in measured],
+        "accuracy (%)" if use_accuracy else "top-1 agreement with original (%)", path)
 
 
 @faults.boundary("compress", where="out_dir")

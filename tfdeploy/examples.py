@@ -30,9 +30,14 @@ import numpy as np
 from tfdeploy.data import Dataset
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
+from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Report
 
 EXAMPLE_DATA_PATH = Path(__file__).parent / "example_data" / "fashion_mnist_subset.npz"
+SHIPPED_MODEL_PATH = EXAMPLE_DATA_PATH.parent / "mobilenetv2_fashion.keras"
+TRAINING_RECORD_PATH = EXAMPLE_DATA_PATH.parent / "training_record.json"
+EXAMPLE_ALPHA = 0.35
+EXAMPLE_IMAGE_SIZE = 32
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KERAS_CACHE_FASHION_MNIST = Path(os.path.expanduser("~/.keras/datasets/fashion-mnist"))
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -121,7 +126,7 @@ def example_dataset(image_size: int = 32, full: bool = False, source: str | os.P
     )
 
 
-def build_example_model(alpha: float = 0.35, image_size: int = 32, weights: str | None = None,
+def build_example_model(alpha: float = EXAMPLE_ALPHA, image_size: int = EXAMPLE_IMAGE_SIZE, weights: str | None = None,
                         num_classes: int = 10) -> Any:
     """Builds a flat (non-nested) Keras 3 MobileNetV2 classifier named ``mobilenetv2_fashion``.
 
@@ -173,7 +178,7 @@ class FineTuneReport(Report):
 
 
 def fine_tune_example(model: Any, data: Dataset, epochs: int = 5, batch_size: int = 64,
-                      learning_rate: float = 2e-3, progress: Any = None) -> FineTuneReport:
+                      learning_rate: float = 2e-3, progress: ProgressLike = "auto") -> FineTuneReport:
     """Trains the example model briefly so that it has a meaningful accuracy.
 
     The model is compiled with Adam and sparse categorical cross-entropy and trained in place.
@@ -188,63 +193,101 @@ def fine_tune_example(model: Any, data: Dataset, epochs: int = 5, batch_size: in
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
-    callbacks = [backend.progress_callback(keras, progress, epochs)] if progress else []
+    callbacks = [backend.progress_callback(keras, as_progress(progress), epochs)]
     history = model.fit(data.x, data.y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
                         callbacks=callbacks)
     seconds = time.perf_counter() - start
-    val_accuracy = float(np.mean(np.argmax(model.predict(data.x_val, batch_size=256, verbose=0), -1) == data.y_val))
+    val_accuracy = _accuracy(model, data)
     return FineTuneReport(
         epochs=epochs, train_samples=len(data.x), val_samples=len(data.x_val),
         train_accuracy=float(history.history["accuracy"][-1]), val_accuracy=val_accuracy, seconds=seconds,
     )
 
 
+def shipped_training_record() -> dict[str, Any]:
+    """The shipped model's ``training_record.json``: data, epochs, seed, test accuracy, time."""
+    import json
+
+    try:
+        return json.loads(TRAINING_RECORD_PATH.read_text())
+    except (OSError, ValueError) as exc:
+        raise TfdeployError(f"The shipped example's training record is missing or unreadable ({exc}); reinstall "
+                            f"tfdeploy or use --train. Received: path={str(TRAINING_RECORD_PATH)!r}") from exc
+
+
 @dataclasses.dataclass
 class ExampleReport(Report):
-    """What :func:`prepare_example` wrote."""
+    """What :func:`prepare_example` wrote.
+
+    Attributes:
+        origin: ``"shipped"`` (the packaged, converged model) or ``"trained"`` (trained by this call).
+        val_accuracy: Top-1 accuracy on the packaged 1,000 test images, measured by this call.
+        training: The shipped model's training record, or this call's fine-tune report.
+    """
 
     model_path: str
     data_path: str
     data_source: str
     params: int
-    fine_tune: FineTuneReport
+    origin: str
+    val_accuracy: float
+    training: dict[str, Any]
 
     def rows(self) -> list[tuple[str, Any]]:
+        t = self.training
+        trained = (f"shipped: {t['epochs']} epochs on {t['data']}; {100 * t['test_accuracy_full']:.2f}% on the full "
+                   f"{t['test_images_full']}-image test set" if self.origin == "shipped" else
+                   f"trained now: {t['epochs']} epochs on {t['train_samples']} images in {t['seconds']:.0f} s")
         return [("model", self.model_path), ("data", f"{self.data_path} ({self.data_source})"),
-                ("parameters", self.params), ("epochs", self.fine_tune.epochs),
-                ("train accuracy", self.fine_tune.train_accuracy),
-                ("validation accuracy", self.fine_tune.val_accuracy),
-                ("fine-tune time (s)", self.fine_tune.seconds)]
+                ("parameters", self.params), ("training", trained),
+                ("accuracy on the 1,000 packaged test images", self.val_accuracy)]
+
+
+def _accuracy(model: Any, data: Dataset) -> float:
+    return float(np.mean(np.argmax(model.predict(data.x_val, batch_size=256, verbose=0), -1) == data.y_val))
 
 
 @faults.boundary("example")
-def prepare_example(out_dir: str | os.PathLike, epochs: int = 5, alpha: float = 0.35, image_size: int = 32,
-                    full_data: bool = False, overwrite: bool = False,
-                    progress: Any = None) -> ExampleReport:
-    """Builds and fine-tunes the example, writing ``model.keras`` and ``data.npz`` to ``out_dir``.
+def prepare_example(out_dir: str | os.PathLike, train: bool = False, epochs: int = 5,
+                    alpha: float = EXAMPLE_ALPHA, image_size: int = EXAMPLE_IMAGE_SIZE, full_data: bool = False,
+                    overwrite: bool = False, progress: ProgressLike = "auto") -> ExampleReport:
+    """Writes the example's ``model.keras`` and ``data.npz`` to ``out_dir``.
 
-    ``data.npz`` holds the preprocessed arrays (``x``, ``y``, ``x_val``, ``y_val``) in the layout
-    every ``--data`` option accepts.
+    By default ``model.keras`` is the shipped model, trained to convergence on the full
+    Fashion-MNIST by ``scripts/train_example.py`` (its record is in the report); ``train=True``
+    builds MobileNetV2 from scratch and trains it here instead. ``data.npz`` holds the
+    preprocessed packaged subset (``x``, ``y``, ``x_val``, ``y_val``; the full data set with
+    ``full_data``) in the layout every ``--data`` option accepts.
 
     Example:
         >>> print(prepare_example("example"))      # doctest: +SKIP
     """
     from tfdeploy.files import ensure_writable, write_atomic
-    from tfdeploy.model import save_model
+    from tfdeploy.model import load_model, save_model
 
+    say = as_progress(progress)
     out = Path(out_dir)
     model_path, data_path = out / "model.keras", out / "data.npz"
     for target in (model_path, data_path):
         ensure_writable(target, overwrite)
+    if not train and (alpha, image_size) != (EXAMPLE_ALPHA, EXAMPLE_IMAGE_SIZE):
+        raise TfdeployError(f"The shipped model is alpha={EXAMPLE_ALPHA} at {EXAMPLE_IMAGE_SIZE}x{EXAMPLE_IMAGE_SIZE}; "
+                            f"other sizes need train=True (--train). Received: alpha={alpha}, image_size={image_size}")
     data = example_dataset(image_size=image_size, full=full_data)
-    model = build_example_model(alpha=alpha, image_size=image_size)
-    if progress:
-        progress(f"Fine-tuning MobileNetV2 (alpha={alpha}, {image_size}x{image_size}) on {len(data.x)} images "
-                 f"for {epochs} epoch(s)")
-    fine_tune = fine_tune_example(model, data, epochs=epochs, progress=progress)
-    save_model(model, model_path, overwrite=overwrite)
+    if train:
+        model = build_example_model(alpha=alpha, image_size=image_size)
+        say(f"Training MobileNetV2 (alpha={alpha}, {image_size}x{image_size}) on {len(data.x)} images "
+            f"for {epochs} epoch(s)")
+        training = fine_tune_example(model, data, epochs=epochs, progress=say).to_dict()
+        save_model(model, model_path, overwrite=overwrite)
+    else:
+        training = shipped_training_record()
+        say(f"Using the shipped MobileNetV2 ({100 * training['test_accuracy_full']:.2f}% on Fashion-MNIST's test set)")
+        model = load_model(SHIPPED_MODEL_PATH).model
+        write_atomic(model_path, SHIPPED_MODEL_PATH.read_bytes())
     buffer = io.BytesIO()
     np.savez_compressed(buffer, x=data.x, y=data.y, x_val=data.x_val, y_val=data.y_val)
     write_atomic(data_path, buffer.getvalue())
     return ExampleReport(model_path=str(model_path), data_path=str(data_path), data_source=data.source,
-                         params=int(model.count_params()), fine_tune=fine_tune)
+                         params=int(model.count_params()), origin="trained" if train else "shipped",
+                         val_accuracy=_accuracy(model, data), training=training)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tfdeploy import backend
 from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, as_feed, batch_size
+from tfdeploy.progress import as_progress
 
 SPARSE_CE, CE, BCE, MSE = "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse"
 
@@ -116,7 +117,7 @@ def trainable_view(model: Any) -> Any:
 
 
 def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, callbacks: Sequence[Any] = (),
-        progress: Callable[[str], None] | None = None, label: str = "fine-tune") -> None:
+        progress: Any = None, label: str = "fine-tune") -> None:
     """Fine-tunes ``model`` (either Keras) in place towards ``targets``."""
     keras = backend.keras_module_for(model)
     io = backend.model_io(model)
@@ -124,5 +125,5 @@ def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, c
     view.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=[_loss(keras, t) for t in targets])
     callbacks = list(callbacks)
     if progress is not None:
-        callbacks.append(backend.progress_callback(keras, progress, options.epochs, label))
+        callbacks.append(backend.progress_callback(keras, as_progress(progress), options.epochs, label))
     view.fit(_dataset(io, x, targets, options), epochs=options.epochs, verbose=0, callbacks=callbacks)

@@ -14,13 +14,14 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
 from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
-from tfdeploy.report import Report
+from tfdeploy.progress import ProgressLike, as_progress
+from tfdeploy.report import Block, Heading, Report, Text
 
 
 @dataclasses.dataclass
@@ -30,14 +31,15 @@ class DeployConfig:
     Attributes:
         out_dir: Everything goes here: ``compressed/``, ``models/NAME/<version>``, ``serving/``, reports.
         model: The trained model; ``None`` with ``example=True``.
-        example: Build and fine-tune the built-in MobileNetV2 / Fashion-MNIST example first.
+        example: Start from the built-in MobileNetV2 / Fashion-MNIST example (the shipped, converged model).
+        train_example: Train the example from scratch for ``example_epochs`` instead.
         data: Fine-tune/calibration/evaluation data (the example brings its own).
         recipes: Compression recipes to run.
         serve_variant: The variant exported for TF Serving: ``original`` or one of ``recipes``
             (a ``.tflite`` variant is exported as ``model.tflite`` beside the source SavedModel).
         model_name: TF Serving model name (default: ``fashion`` for the example, else the file's stem).
         epochs: Fine-tune epochs of the TFMOT recipes.
-        example_epochs: Fine-tune epochs of the example.
+        example_epochs: Training epochs of the example with ``train_example``.
         int8_granularity: Weight scales of post-training int8.
         warmup_batch_sizes: One warmup request per batch size.
         bench_requests: Requests per batch size in the closing benchmark.
@@ -60,6 +62,7 @@ class DeployConfig:
     serve_variant: str = Recipe.STRIP.value
     model_name: str | None = None
     epochs: int = 2
+    train_example: bool = False
     example_epochs: int = 5
     int8_granularity: Int8Granularity = Int8Granularity.PER_TENSOR
     warmup_batch_sizes: tuple[int, ...] = (1, 8, 32)
@@ -73,7 +76,7 @@ class DeployConfig:
     output: str | None = None
     select_tf_ops: bool = False
     overwrite: bool = False
-    progress: Callable[[str], None] = lambda message: None
+    progress: ProgressLike = "auto"
 
 
 @dataclasses.dataclass
@@ -84,22 +87,14 @@ class DeployReport(Report):
     steps: dict[str, Any]
     files: list[str]
 
-    def to_table(self) -> str:
-        parts = []
+    def blocks(self) -> list[Block]:
+        blocks: list[Block] = [Heading("tfdeploy deploy report", level=1, in_text=False),
+                               Text(f"Output directory: {self.out_dir}", in_text=False)]
         for name, report in self.steps.items():
-            parts.append(f"== {name} ==\n{report.to_table() if isinstance(report, Report) else report}")
-        parts.append("files: " + ", ".join(self.files))
-        return "\n\n".join(parts)
-
-    def to_markdown(self) -> str:
-        """``report.md``: each step's table in a code block."""
-        sections = [f"# tfdeploy deploy report\n\nOutput directory: `{self.out_dir}`\n"]
-        for name, report in self.steps.items():
-            text = report.to_table() if isinstance(report, Report) else str(report)
-            sections.append(f"## {name}\n\n```\n{text}\n```\n")
-        if (Path(self.out_dir) / "compressed" / "report.png").exists():
-            sections.append("![size vs accuracy](compressed/report.png)\n")
-        return "\n".join(sections)
+            blocks.append(Heading(name))
+            inner = report.blocks() if isinstance(report, Report) else [Text(str(report))]
+            blocks += [b for b in inner if not (isinstance(b, Heading) and b.level == 1)]
+        return blocks + [Text("files: " + ", ".join(self.files))]
 
 
 @faults.boundary("deploy", where="out_dir")
@@ -139,7 +134,7 @@ def deploy(config: DeployConfig) -> DeployReport:
             raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    say = config.progress
+    say = as_progress(config.progress)
     steps: dict[str, Any] = {}
 
     say("== setup: GPUs and seeds ==")
@@ -149,7 +144,8 @@ def deploy(config: DeployConfig) -> DeployReport:
     model, data = config.model, config.data
     if config.example:
         say("== example: MobileNetV2 on Fashion-MNIST ==")
-        example = prepare_example(out / "example", epochs=config.example_epochs, progress=say)
+        example = prepare_example(out / "example", train=config.train_example, epochs=config.example_epochs,
+                                  progress=say)
         steps["example"] = example
         model, data = example.model_path, example.data_path
 
@@ -187,11 +183,11 @@ def deploy(config: DeployConfig) -> DeployReport:
     say("== bench ==")
     runnable = [v.path for v in compression.variants if v.format == ".tflite" and v.latency_ms is not None]
     steps["bench"] = bench(BenchConfig(artifacts=[exported.version_dir] + runnable[:2], batch_sizes=(1, 8),
-                                       requests=config.bench_requests, cold_start=False, data=data, progress=say))
-    report = DeployReport(out_dir=str(out), steps=steps, files=[])
-    report.files = [str(out / "report.json"), str(out / "report.md"), str(out / "compressed" / "report.png")]
+                                       requests=config.bench_requests, cold_start=False, data=data,
+                                       plot_path=out / "bench_latency.png", progress=say))
+    report = DeployReport(out_dir=str(out), steps=steps, files=[str(out / "report.json"), str(out / "report.md")])
     write_atomic(out / "report.json", report.to_json())
-    write_atomic(out / "report.md", report.to_markdown())
+    write_atomic(out / "report.md", report.to_markdown(relative_to=out))
     if not verification.passed:
         failed = ", ".join(check.name for check in verification.failed())
         raise TfdeployError(f"The exported version failed verification ({failed}); see {out / 'report.md'}. "

@@ -1,7 +1,10 @@
 """Report objects: every library call returns one; the CLI prints it.
 
-A report is a dataclass with :meth:`Report.to_dict` (JSON-safe) and :meth:`Report.to_table`
-(a readable, aligned text table). ``str(report)`` is the table.
+A report is a dataclass with :meth:`Report.to_dict` (JSON-safe). What it shows is a list of
+blocks (:class:`Text`, :class:`Table`, :class:`Image`) from :meth:`Report.blocks`, rendered as an
+aligned text table by :meth:`Report.to_table` (``str(report)``, the CLI) and as Markdown by
+:meth:`Report.to_markdown` (``report.md`` files, and the table a notebook shows when a report ends a
+cell).
 
 Example:
     >>> @dataclasses.dataclass
@@ -15,12 +18,51 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
 import math
+import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A paragraph; ``terse`` replaces it in plain text, ``in_text=False`` keeps it to Markdown."""
+
+    text: str
+    terse: str | None = None
+    in_text: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Heading:
+    """A section title: ``== title ==`` in text (level 2), ``#``-heading in Markdown."""
+
+    text: str
+    level: int = 2
+    in_text: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """Rows of cells; ``header=None`` makes a key/value table."""
+
+    rows: Sequence[Sequence[Any]]
+    header: Sequence[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """A plot the report wrote: a Markdown image, a ``plot: PATH`` line in text."""
+
+    path: str
+    alt: str
+
+
+Block = Union[Text, Heading, Table, Image]
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,12 +100,64 @@ class Report:
         """Key/value rows for the default table; override for a different layout."""
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
 
+    def blocks(self) -> list[Block]:
+        """What the report shows, in order; the default is one key/value table of :meth:`rows`."""
+        return [Table(list(self.rows()))]
+
     def to_table(self) -> str:
-        """Returns the report as an aligned text table."""
-        return format_table(list(self.rows()))
+        """Returns the report as aligned plain text (what ``print(report)`` and the CLI show)."""
+        return render_text(self.blocks())
+
+    def to_markdown(self, relative_to: str | os.PathLike | None = None, embed_images: bool = False) -> str:
+        """Returns the report as Markdown.
+
+        Args:
+            relative_to: Directory image links are written relative to (the ``report.md``'s folder).
+            embed_images: Inline the PNGs as data URIs (for notebooks, which cannot follow file links).
+        """
+        return render_markdown(self.blocks(), relative_to, embed_images)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown(embed_images=True)
 
     def __str__(self) -> str:
         return self.to_table()
+
+
+def render_text(blocks: Sequence[Block]) -> str:
+    """Renders blocks as plain text: tables aligned, images as ``plot: PATH``."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Table):
+            parts.append(format_table(block.rows, header=block.header))
+        elif isinstance(block, Image):
+            parts.append(f"plot: {block.path}")
+        elif block.in_text:
+            text = block.terse if isinstance(block, Text) and block.terse is not None else block.text
+            parts.append(f"\n== {text} ==" if isinstance(block, Heading) and block.level > 1 else text)
+    return "\n".join(part for part in parts if part).strip("\n")
+
+
+def render_markdown(blocks: Sequence[Block], relative_to: str | os.PathLike | None = None,
+                    embed_images: bool = False) -> str:
+    """Renders blocks as Markdown: GitHub tables (a key/value table gets a blank header), image links."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Table):
+            if block.rows or block.header:
+                parts.append(format_markdown_table(block.rows, block.header or ("", "")))
+        elif isinstance(block, Image):
+            if embed_images and Path(block.path).is_file():
+                data = base64.b64encode(Path(block.path).read_bytes()).decode("ascii")
+                parts.append(f"![{block.alt}](data:image/png;base64,{data})")
+            elif not embed_images:
+                target = os.path.relpath(block.path, relative_to) if relative_to else block.path
+                parts.append(f"![{block.alt}]({Path(target).as_posix()})")
+        elif isinstance(block, Heading):
+            parts.append("#" * block.level + " " + block.text)
+        else:
+            parts.append(block.text.replace("\n", "  \n"))
+    return "\n\n".join(part for part in parts if part) + "\n"
 
 
 def format_value(value: Any) -> str:
@@ -107,8 +201,11 @@ def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = N
 
 def format_markdown_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """Formats rows as a GitHub-flavoured Markdown table."""
+    def cell(value: Any) -> str:
+        return format_value(value).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(format_value(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

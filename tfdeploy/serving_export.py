@@ -18,7 +18,7 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from tfdeploy import backend, faults
 from tfdeploy.data import Dataset
@@ -26,6 +26,7 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO
 from tfdeploy.files import staged_directory
 from tfdeploy.model import load_model
+from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Report
 from tfdeploy.signature import read_signatures
 from tfdeploy.warmup import WarmupReport, write_warmup
@@ -68,7 +69,7 @@ class ExportConfig:
     warmup_batch_sizes: tuple[int, ...] = (1,)
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     safe_mode: bool = True
-    progress: Callable[[str], None] = lambda message: None
+    progress: ProgressLike = "auto"
 
 
 @dataclasses.dataclass
@@ -149,7 +150,7 @@ def _serving_io(config: ExportConfig, model: Any) -> ModelIO:
 def _write_version(config: ExportConfig, staging: Path, model: Any, model_name: str) -> WarmupReport | None:
     signatures = _signatures(config)
     io = _serving_io(config, model)
-    config.progress(f"Writing SavedModel with signatures {sorted(signatures)}: {io.describe()}")
+    as_progress(config.progress)(f"Writing SavedModel with signatures {sorted(signatures)}: {io.describe()}")
     own = backend.model_io(model).input_names
     backend.write_inference_savedmodel(model, str(staging), io, signatures=signatures,
                                        input_keys=dict(zip(io.input_names, own)))
@@ -157,7 +158,7 @@ def _write_version(config: ExportConfig, staging: Path, model: Any, model_name: 
         shutil.copyfile(config.model, staging / TFLITE_FILE)
     if not config.warmup:
         return None
-    config.progress(f"Writing warmup records for batch sizes {list(config.warmup_batch_sizes)}")
+    as_progress(config.progress)(f"Writing warmup records for batch sizes {list(config.warmup_batch_sizes)}")
     return write_warmup(staging, data=config.warmup_data, batch_sizes=config.warmup_batch_sizes,
                         model_name=model_name)
 
@@ -195,7 +196,7 @@ def export(config: ExportConfig) -> ExportReport:
             )
         source = Path(config.source_model)
     version = resolve_version(base, config.version, config.overwrite)
-    config.progress(f"Loading {source}")
+    as_progress(config.progress)(f"Loading {source}")
     _signatures(config)  # refuse a bad signature set before loading anything
     loaded = load_model(source, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
     base.mkdir(parents=True, exist_ok=True)

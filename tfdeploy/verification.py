@@ -23,7 +23,7 @@ import numpy as np
 from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.serving_export import TFLITE_FILE
-from tfdeploy.report import Report, format_table
+from tfdeploy.report import Block, Table, Text, Report
 from tfdeploy.signature import PREDICT_METHOD, read_signatures
 from tfdeploy.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, read_warmup, request_of
 
@@ -56,10 +56,10 @@ class VerifyReport(Report):
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "passed": self.passed}
 
-    def to_table(self) -> str:
+    def blocks(self) -> list[Block]:
         rows = [("PASS" if c.passed else "FAIL", c.name, c.detail) for c in self.checks]
         verdict = "all checks passed" if self.passed else f"{len(self.failed())} check(s) failed"
-        return f"verify {self.version_dir}: {verdict}\n" + format_table(rows, header=("", "check", "detail"))
+        return [Text(f"verify {self.version_dir}: {verdict}"), Table(rows, header=("", "check", "detail"))]
 
 
 class _Checks:

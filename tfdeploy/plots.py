@@ -1,0 +1,129 @@
+"""The PNG plots reports embed: size vs accuracy, latency percentiles, hot-swap timelines.
+
+Every plot is drawn with matplotlib's Agg backend (no display needed) and written atomically.
+
+Example:
+    >>> from tfdeploy.plots import label_points
+    >>> boxes = label_points(ax, [(1.0, 90.0), (1.01, 90.0)], ["a", "b"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from tfdeploy.files import write_atomic
+
+# Offsets (points) tried in order around a marker for its label: right, left, above, below, diagonals, farther out.
+_LABEL_OFFSETS = [(6, -3), (-6, -3), (0, 7), (0, -12), (6, 7), (-6, 7), (6, -12), (-6, -12)]
+_LABEL_OFFSETS += [(dx * 2, dy * 2) for dx, dy in _LABEL_OFFSETS] + [(dx * 3, dy * 3) for dx, dy in _LABEL_OFFSETS]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Writes ``fig`` as a PNG atomically and closes it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return write_atomic(Path(path), buffer.getvalue())
+
+
+def label_points(ax: Any, points: Sequence[tuple[float, float]], labels: Sequence[str],
+                 fontsize: int = 8) -> list[Any]:
+    """Labels each point where its text overlaps no other label or marker; returns the labels' bounding boxes.
+
+    Each label tries offsets around its point, nearest first, and takes the first free one; a label
+    with no free place gets an arrow to its point from the farthest offset.
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    markers = [ax.transData.transform(p) for p in points]
+    taken: list[Any] = []
+    for (x, y), label in zip(points, labels):
+        for dx, dy in _LABEL_OFFSETS:
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                               ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            inside = ax.get_window_extent(renderer)
+            free = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
+                    and not any(box.overlaps(other) for other in taken)
+                    and not any(box.contains(mx, my) for mx, my in markers))
+            if free:
+                break
+            text.remove()
+        else:
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                               arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6})
+            box = text.get_window_extent(renderer)
+        taken.append(box)
+    return taken
+
+
+def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequence[float], ylabel: str,
+                     path: str | os.PathLike) -> Path:
+    """Scatter of gzip size against accuracy (or agreement), one labelled marker per variant."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    ax.scatter(kib, percent, s=36, c=[f"C{i % 10}" for i in range(len(names))], zorder=3)
+    span_x, span_y = (max(kib) - min(kib)) or max(kib) or 1.0, (max(percent) - min(percent)) or 1.0
+    ax.set_xlim(max(0.0, min(kib) - 0.15 * span_x), max(kib) + 0.35 * span_x)
+    ax.set_ylim(min(percent) - 0.25 * span_y, max(percent) + 0.25 * span_y)
+    ax.set_xlabel("gzip size (KiB)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Size vs accuracy per variant (up and left is better)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    label_points(ax, list(zip(kib, percent)), names)
+    return save(fig, path)
+
+
+def latency_percentiles(labels: Sequence[str], p50: Sequence[float], p99: Sequence[float], p999: Sequence[float],
+                        path: str | os.PathLike) -> Path:
+    """Grouped bars of p50/p99/p999 latency, one group per artifact (and batch size)."""
+    import numpy as np
+
+    plt = pyplot()
+    positions = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(labels)), 4.2))
+    for offset, name, values in zip((-0.25, 0, 0.25), ("p50", "p99", "p999"), (p50, p99, p999)):
+        ax.bar(positions + offset, values, width=0.25, label=name)
+    ax.set_xticks(positions, labels, fontsize=8, rotation=20 if len(labels) > 4 else 0, ha="right" if len(labels) > 4
+                  else "center")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency percentiles per variant")
+    ax.legend()
+    fig.tight_layout()
+    return save(fig, path, dpi=100)
+
+
+def hot_swap_timeline(reports: Sequence[Any], path: str | os.PathLike) -> Path:
+    """Latency over time, one panel per hot-swap run, with N+1's load window and the switch marked."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(reports), 1, figsize=(9, 3.2 * len(reports)), squeeze=False, sharey=True)
+    for ax, report in zip(axes[:, 0], reports):
+        for label, color in (("N", "tab:blue"), ("N+1", "tab:orange")):
+            points = [(t, ms) for t, ms, who in report.samples if who == label]
+            if points:
+                ax.scatter(*zip(*points), s=4, color=color, label=f"version {label}")
+        ax.axvspan(report.load_start_s, report.ready_s, color="grey", alpha=0.2, label="N+1 loading")
+        ax.axvline(report.switch_s, color="red", linestyle="--", label="switch")
+        ax.set_yscale("log")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"N+1 {'warmed' if report.warmed else 'cold'}: after-switch p999 "
+                     f"{report.after_switch.p999_ms:.1f} ms vs steady {report.steady.p999_ms:.1f} ms", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("time since start (s)")
+    fig.tight_layout()
+    return save(fig, path, dpi=100)
