@@ -5,7 +5,7 @@ Writes ``<out>/report.json`` (the compress report plus the targets below), ``rep
 int8 gzip ≤ 22% of the float TFLite gzip; int8 accuracy drop ≤ 1.5 points.
 
 Usage:
-    python scripts/bench_compress.py [--out bench-out/compress] [--epochs 2] [--example-epochs 5]
+    python scripts/bench_compress.py [--out bench-out/compress] [--epochs 2] [--train-example --example-epochs 5]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("bench-out/compress"))
     parser.add_argument("--epochs", type=int, default=2, help="fine-tune epochs of each TFMOT recipe")
+    parser.add_argument("--train-example", action="store_true", help="train the example here (default: shipped)")
     parser.add_argument("--example-epochs", type=int, default=5)
     parser.add_argument("--recipes", default="all")
     parser.add_argument("--int8-granularity", default="per-tensor", choices=[g.value for g in Int8Granularity],
@@ -38,7 +39,8 @@ def main() -> None:
         shutil.rmtree(args.out)
     runtime.seed_everything(0)
     start = time.perf_counter()
-    example = examples.prepare_example(args.out / "example", epochs=args.example_epochs, progress=print)
+    example = examples.prepare_example(args.out / "example", train=args.train_example,
+                                       epochs=args.example_epochs, progress=print)
     print(example)
     report = compress(CompressConfig(
         model=example.model_path, out_dir=args.out, recipes=Recipe.parse_list(args.recipes), data=example.data_path,

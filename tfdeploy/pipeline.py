@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,7 +22,7 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
 from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
 from tfdeploy.progress import ProgressLike, as_progress
-from tfdeploy.report import Block, Heading, Report, Text
+from tfdeploy.report import Block, Heading, Report, Table, Text
 
 
 @dataclasses.dataclass
@@ -85,6 +86,7 @@ class DeployReport(Report):
 
     out_dir: str
     steps: dict[str, Any]
+    seconds: dict[str, float]
     files: list[str]
 
     def blocks(self) -> list[Block]:
@@ -94,7 +96,10 @@ class DeployReport(Report):
             blocks.append(Heading(name))
             inner = report.blocks() if isinstance(report, Report) else [Text(str(report))]
             blocks += [b for b in inner if not (isinstance(b, Heading) and b.level == 1)]
-        return blocks + [Text("files: " + ", ".join(self.files))]
+        total = sum(self.seconds.values())
+        return blocks + [Heading("time"), Table([*self.seconds.items(), ("total", round(total, 1))],
+                                                header=("step", "seconds")),
+                         Text("files: " + ", ".join(self.files))]
 
 
 @faults.boundary("deploy", where="out_dir")
@@ -136,20 +141,30 @@ def deploy(config: DeployConfig) -> DeployReport:
     out.mkdir(parents=True, exist_ok=True)
     say = as_progress(config.progress)
     steps: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    marks: list[tuple[str, float]] = []
 
-    say("== setup: GPUs and seeds ==")
+    def section(name: str, title: str) -> None:
+        """Announces a step and closes the previous one's wall time."""
+        now = time.perf_counter()
+        if marks:
+            seconds[marks[-1][0]] = round(now - marks[-1][1], 1)
+        marks.append((name, now))
+        say(f"== {title} ==")
+
+    section("setup", "setup: GPUs and seeds")
     steps["gpus"] = runtime.configure_gpus(config.gpu_memory_growth, config.gpu_memory_limit_mb)
     steps["seeds"] = runtime.seed_everything(config.seed, deterministic_ops=config.deterministic)
 
     model, data = config.model, config.data
     if config.example:
-        say("== example: MobileNetV2 on Fashion-MNIST ==")
+        section("example", "example: MobileNetV2 on Fashion-MNIST")
         example = prepare_example(out / "example", train=config.train_example, epochs=config.example_epochs,
                                   progress=say)
         steps["example"] = example
         model, data = example.model_path, example.data_path
 
-    say("== compress ==")
+    section("compress", "compress")
     compression = compress(CompressConfig(
         model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
         int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
@@ -161,7 +176,7 @@ def deploy(config: DeployConfig) -> DeployReport:
                             f"--serve-variant (see {out / 'compressed' / 'report.md'}). Received: "
                             f"serve_variant={config.serve_variant!r}")
 
-    say(f"== export '{chosen.name}' for TF Serving ==")
+    section("export", f"export '{chosen.name}' for TF Serving")
     name = config.model_name or ("fashion" if config.example else Path(str(model)).stem.replace(".", "_"))
     base_dir = out / "models" / name
     keras_source = model if chosen.name == "original" or chosen.format == ".tflite" else chosen.path
@@ -171,21 +186,23 @@ def deploy(config: DeployConfig) -> DeployReport:
         safe_mode=config.safe_mode, progress=say))
     steps["export"] = exported
 
-    say("== serving config ==")
+    section("serving config", "serving config")
     steps["serving config"] = write_serving_config(ServingConfig(
         models=[ServedModel(name=name, base_dir=str(base_dir))], out_dir=out / "serving", overwrite=True))
 
-    say("== verify ==")
+    section("verify", "verify")
     verification = verify(exported.version_dir, source_model=keras_source, custom_objects=config.custom_objects,
                           safe_mode=config.safe_mode)
     steps["verify"] = verification
 
-    say("== bench ==")
+    section("bench", "bench")
     runnable = [v.path for v in compression.variants if v.format == ".tflite" and v.latency_ms is not None]
     steps["bench"] = bench(BenchConfig(artifacts=[exported.version_dir] + runnable[:2], batch_sizes=(1, 8),
                                        requests=config.bench_requests, cold_start=False, data=data,
                                        plot_path=out / "bench_latency.png", progress=say))
-    report = DeployReport(out_dir=str(out), steps=steps, files=[str(out / "report.json"), str(out / "report.md")])
+    section("report", "report")
+    report = DeployReport(out_dir=str(out), steps=steps, seconds=seconds,
+                          files=[str(out / "report.json"), str(out / "report.md")])
     write_atomic(out / "report.json", report.to_json())
     write_atomic(out / "report.md", report.to_markdown(relative_to=out))
     if not verification.passed:

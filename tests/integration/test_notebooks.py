@@ -27,3 +27,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors
     assert any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    if path.stem in ("01_quickstart", "02_compression_tradeoffs"):  # reports ending a cell render as tables
+        markdown = [out["data"]["text/markdown"] for cell in notebook.cells for out in cell.get("outputs", [])
+                    if "text/markdown" in out.get("data", {})]
+        assert any("| variant | format |" in text for text in markdown), "the compression report as a table"
+        assert any("data:image/png;base64," in text for text in markdown), "its size-vs-accuracy plot inline"

@@ -6,20 +6,11 @@ straight to file descriptors 1 and 2. The CLI keeps them in ``OUT/logs/tfdeploy.
 """
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-
-# A glog/absl line (I1124 12:00:00.000000 ... or I0000 00:00:...), absl's preamble, the converter's summary.
-TF_NATIVE_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|fully_quantize: \d|cuInit", re.M)
-
-
-def tfdeploy(*args: str) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("tfdeploy")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "tfdeploy.cli"]
-    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=600)
+from cli_process import TF_NATIVE_LINE, tfdeploy
 
 
 def test_compress_keeps_tensorflow_logs_out_of_the_terminal(compress_inputs, tmp_path):
