@@ -3,11 +3,9 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from cli_process import TF_NATIVE_LINE, tfdeploy
 
-from tfdeploy.cli import main
 from tfdeploy.errors import TfdeployError
 from tfdeploy.pipeline import DeployConfig, deploy
 from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Recipe
