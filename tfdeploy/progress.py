@@ -19,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
 import time
 from typing import Any, Callable, Iterator, TextIO, Union
 
@@ -48,12 +50,14 @@ class Task:
 
         elapsed = time.perf_counter() - self.start
         postfix = ", ".join(f"{k}={_short(v)}" for k, v in self.info.items()) or None
+        bar_format = _PLAIN_FORMAT if self.total else _COUNT_FORMAT if self.n else _ELAPSED_FORMAT
         return tqdm.format_meter(self.n, self.total, elapsed, prefix=self.description, unit=self.unit,
-                                 postfix=postfix, bar_format=_PLAIN_FORMAT if self.total else _COUNT_FORMAT)
+                                 postfix=postfix, bar_format=bar_format)
 
 
 _PLAIN_FORMAT = "{l_bar}{n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 _COUNT_FORMAT = "{desc}: {n_fmt} {unit} [{elapsed}{postfix}]"
+_ELAPSED_FORMAT = "{desc}: done in {elapsed}"
 
 
 def _short(value: Any) -> str:
@@ -130,8 +134,18 @@ class TqdmProgress(Progress):
             self._bar_class().write(message, file=self.file or sys.stderr)
 
     def _task(self, description: str, total: int | None, unit: str) -> Task:
-        kwargs = {} if self.notebook else {"file": self.file or sys.stderr, "dynamic_ncols": True}
+        kwargs = {} if self.notebook else {"file": self.file or sys.stderr, **_width(self.file or sys.stderr)}
+        if total is None:
+            kwargs["bar_format"] = "{desc}: {elapsed}"
         bar = self._bar_class()(total=total, desc=description, unit=f" {unit}", leave=True, **kwargs)
+        done = threading.Event()
+
+        def tick() -> None:  # a step without a count still shows its elapsed time moving
+            while not done.wait(1.0):
+                bar.refresh()
+
+        if total is None:
+            threading.Thread(target=tick, daemon=True).start()
 
         class BarTask(Task):
             def _update(self, n: int) -> None:
@@ -140,9 +154,19 @@ class TqdmProgress(Progress):
                 bar.update(n)
 
             def _close(self) -> None:
+                done.set()
                 bar.close()
 
         return BarTask(description, total, unit)
+
+
+def _width(stream: TextIO) -> dict[str, Any]:
+    """Follow the terminal's width, or 100 columns where it reports none (``script``, some CI ptys)."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        columns = 0
+    return {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
 
 
 ProgressLike = Union[Progress, Callable[[str], None], str, bool, None]

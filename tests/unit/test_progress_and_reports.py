@@ -26,7 +26,7 @@ def test_line_progress_of_unknown_length_reports_elapsed_when_done():
     lines = []
     with LineProgress(lines.append).task("  converting to TFLite (int8)"):
         pass
-    assert lines == ["  converting to TFLite (int8): 0 step [00:00]"]
+    assert lines == ["  converting to TFLite (int8): done in 00:00"]
 
 
 def test_tqdm_progress_draws_a_bar_on_its_stream():
