@@ -394,11 +394,12 @@ class CompressionSession:
             self._teacher_train = self.original_predictor().predict(self.data.x)
         return self._teacher_train
 
-    def fine_tune(self, model: Any, label: str, callbacks: Sequence[Any] = ()) -> None:
+    def fine_tune(self, model: Any, label: str, callbacks: Sequence[Any] = (), freeze_batch_norm: bool = False) -> None:
+        """Fine-tunes ``model`` on the data towards the labels (and the original's outputs where unlabelled)."""
         assert self.data is not None
         targets = finetune.training_targets(self.io, self.data.y, self.teacher_train())
         options = finetune.FitOptions(self.config.epochs, self.config.batch_size, self.config.learning_rate,
-                                      self.config.seed)
+                                      self.config.seed, freeze_batch_norm=freeze_batch_norm)
         finetune.fit(model, self.data.x, targets, options, callbacks, self.progress, label)
 
     def steps(self) -> int:

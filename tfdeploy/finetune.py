@@ -38,12 +38,20 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
-    """How long and how fast to fine-tune."""
+    """How long and how fast to fine-tune.
+
+    Attributes:
+        freeze_batch_norm: Run BatchNormalization layers in inference mode with their trained
+            statistics (QAT: small batches of a data subset would otherwise move the statistics the
+            quantizers' ranges are learned on). Pruning keeps them training: they re-centre the
+            activations the removed weights changed.
+    """
 
     epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 5e-4
     seed: int = 0
+    freeze_batch_norm: bool = False
 
 
 def produces_probabilities(info: TensorInfo, values: np.ndarray) -> bool:
@@ -121,9 +129,27 @@ def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, c
     """Fine-tunes ``model`` (either Keras) in place towards ``targets``."""
     keras = backend.keras_module_for(model)
     io = backend.model_io(model)
-    view = trainable_view(model)
-    view.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=[_loss(keras, t) for t in targets])
-    callbacks = list(callbacks)
-    if progress is not None:
-        callbacks.append(backend.progress_callback(keras, as_progress(progress), options.epochs, label))
-    view.fit(_dataset(io, x, targets, options), epochs=options.epochs, verbose=0, callbacks=callbacks)
+    frozen = batch_norm_layers(model) if options.freeze_batch_norm else []
+    previous = [layer.trainable for layer in frozen]
+    for layer in frozen:
+        layer.trainable = False
+    try:
+        view = trainable_view(model)
+        view.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=[_loss(keras, t) for t in targets])
+        callbacks = list(callbacks)
+        if progress is not None:
+            callbacks.append(backend.progress_callback(keras, as_progress(progress), options.epochs, label))
+        view.fit(_dataset(io, x, targets, options), epochs=options.epochs, verbose=0, callbacks=callbacks)
+    finally:
+        for layer, trainable in zip(frozen, previous):
+            layer.trainable = trainable
+
+
+def batch_norm_layers(model: Any) -> list[Any]:
+    """BatchNormalization layers of ``model`` (nested models and TFMOT wrappers included)."""
+    found = []
+    for _, layer in backend.leaf_layers(model):
+        inner = getattr(layer, "layer", layer)  # QuantizeWrapper / PruneLowMagnitude / ClusterWeights
+        if type(inner).__name__ in ("BatchNormalization", "SyncBatchNormalization"):
+            found.append(inner)
+    return found

