@@ -139,7 +139,8 @@ def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, c
         callbacks = list(callbacks)
         if progress is not None:
             callbacks.append(backend.progress_callback(keras, as_progress(progress), options.epochs, label))
-        view.fit(_dataset(io, x, targets, options), epochs=options.epochs, verbose=0, callbacks=callbacks)
+        view.fit(_dataset(io, x, targets, options), epochs=options.epochs, verbose=0, callbacks=callbacks,
+                 shuffle=False)  # the dataset shuffles itself
     finally:
         for layer, trainable in zip(frozen, previous):
             layer.trainable = trainable

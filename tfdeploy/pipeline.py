@@ -144,13 +144,14 @@ def deploy(config: DeployConfig) -> DeployReport:
     seconds: dict[str, float] = {}
     marks: list[tuple[str, float]] = []
 
-    def section(name: str, title: str) -> None:
-        """Announces a step and closes the previous one's wall time."""
+    def section(name: str, title: str | None = None) -> None:
+        """Closes the previous step's wall time and announces the next (``title=None``: the end)."""
         now = time.perf_counter()
         if marks:
             seconds[marks[-1][0]] = round(now - marks[-1][1], 1)
         marks.append((name, now))
-        say(f"== {title} ==")
+        if title:
+            say(f"== {title} ==")
 
     section("setup", "setup: GPUs and seeds")
     steps["gpus"] = runtime.configure_gpus(config.gpu_memory_growth, config.gpu_memory_limit_mb)
@@ -200,7 +201,7 @@ def deploy(config: DeployConfig) -> DeployReport:
     steps["bench"] = bench(BenchConfig(artifacts=[exported.version_dir] + runnable[:2], batch_sizes=(1, 8),
                                        requests=config.bench_requests, cold_start=False, data=data,
                                        plot_path=out / "bench_latency.png", progress=say))
-    section("report", "report")
+    section("end")
     report = DeployReport(out_dir=str(out), steps=steps, seconds=seconds,
                           files=[str(out / "report.json"), str(out / "report.md")])
     write_atomic(out / "report.json", report.to_json())

@@ -41,7 +41,7 @@ def test_bench_three_runtimes_side_by_side(versions, compress_inputs, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["results"][0]["stats"]["requests"] == 40
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert "ptq-int8.tflite vs 1 (batch 1): p50 ×" in report.to_table()
-    assert any("batch 4, 2 client(s), 40 requests" in line for line in lines)
+    assert any("batch 4, 2 client(s): 100%|40/40 [" in line and "request/s" in line for line in lines), lines
 
 
 def test_cold_start_with_and_without_warmup(versions):
