@@ -93,7 +93,7 @@ def main() -> None:
     record = {
         "model": model_path.name, "architecture": f"MobileNetV2 alpha={args.alpha} {args.image_size}x{args.image_size}x3",
         "parameters": int(shipped.count_params()), "init": "random (weights=None)",
-        "data": f"Fashion-MNIST, all {len(full.x)} training images ({full.source})",
+        "data": f"Fashion-MNIST, all {len(full.x)} training images ({full.source.split(', ', 1)[-1].rstrip(')')})",
         "augmentation": "random horizontal flip, random ±2-pixel shift",
         "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
         "optimizer": f"Adam, cosine decay from {args.learning_rate}, label smoothing 0.1",

@@ -106,12 +106,7 @@ def library_command(func: Callable[..., Any]) -> Callable[..., Any]:
                             "the log below; --debug shows the traceback)")
                 code = 1
             finally:
-                failed = code != 0 or sys.exc_info()[0] is not None
-                kept = console.keep_log(kwargs.get("out_dir"))
-                if failed and kept is not None:
-                    console.say(f"TensorFlow's log: {kept}")
-                if console.log_path is not None and (kept != console.log_path or not failed):
-                    console.log_path.unlink(missing_ok=True)
+                console.finish(kwargs.get("out_dir"), failed=code != 0 or sys.exc_info()[0] is not None)
         sys.exit(code)
 
     return wrapper

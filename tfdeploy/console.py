@@ -36,20 +36,28 @@ class Console:
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
 
-    def keep_log(self, directory: Path | None) -> Path | None:
-        """Copies the captured log into ``directory/logs/`` when that directory exists; returns where it is."""
+    def finish(self, directory: Path | None, failed: bool) -> Path | None:
+        """Keeps the captured log in ``directory/logs/`` (when that directory exists), names it after a failure.
+
+        The temporary log is removed unless it is the only copy of a failed command's log.
+        Returns where the log is kept, if anywhere.
+        """
         if self.log_path is None:
             return None
         sys.stderr.flush()
+        kept = None
         if directory is not None and directory.is_dir():
-            target = directory / "logs" / LOG_NAME
             try:
-                target.parent.mkdir(exist_ok=True)
-                shutil.copyfile(self.log_path, target)
-                return target
+                (directory / "logs").mkdir(exist_ok=True)
+                kept = Path(shutil.copyfile(self.log_path, directory / "logs" / LOG_NAME))
             except OSError:
-                pass
-        return self.log_path
+                kept = None
+        if failed:
+            kept = kept or self.log_path
+            self.say(f"TensorFlow's log: {kept}")
+        if kept != self.log_path:
+            self.log_path.unlink(missing_ok=True)
+        return kept
 
 
 def _fd_is(stream: TextIO, fd: int) -> bool:
