@@ -129,7 +129,7 @@ class TqdmProgress(Progress):
 
     def say(self, message: str) -> None:
         if self.notebook:
-            print(message, file=sys.stderr)
+            print(message)  # a notebook shows stdout plainly, stderr tinted as an error
         else:
             self._bar_class().write(message, file=self.file or sys.stderr)
 
