@@ -34,7 +34,7 @@ def main() -> None:
     runtime.seed_everything(0)
     model, data = args.model, args.data
     if model is None:
-        example = examples.prepare_example(args.out / "example", epochs=5, progress=print)
+        example = examples.prepare_example(args.out / "example", progress=print)
         model, data = Path(example.model_path), Path(example.data_path)
     start = time.perf_counter()
     report = auto_compress(AutoConfig(

@@ -39,7 +39,7 @@ def main() -> None:
     runtime.seed_everything(0)
     model = args.model
     if model is None:
-        model = Path(examples.prepare_example(args.out / "example", epochs=3, progress=print).model_path)
+        model = Path(examples.prepare_example(args.out / "example", progress=print).model_path)
     data = examples.example_dataset()
     warmup = examples.Dataset(x=data.x_val[:64])
     base = args.out / "models" / "fashion"

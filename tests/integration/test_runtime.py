@@ -1,17 +1,31 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
-from click.testing import CliRunner
+from cli_process import tfdeploy
 
 from tfdeploy import runtime
-from tfdeploy.cli import main
 
 
-def test_configure_gpus_on_this_cpu_machine():
-    report = runtime.configure_gpus()
-    assert report.gpus == []
-    assert "No GPU visible" in report.message
-    assert report.to_dict()["memory_growth"] is None
+def visible_gpus() -> list[str]:
+    from tfdeploy import backend
+
+    return [gpu.name for gpu in backend.tf().config.list_physical_devices("GPU")]
+
+
+def test_configure_gpus_sets_memory_growth_on_every_visible_gpu():
+    """In a fresh process (GPU settings are fixed once TF initialises them), on CPU and GPU machines alike."""
+    code = "import json; from tfdeploy import runtime; print(json.dumps(runtime.configure_gpus().to_dict()))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    visible = visible_gpus()
+    assert report["gpus"] == visible
+    if visible:
+        assert report["memory_growth"] is True and report["message"] == f"Set memory_growth=True on {len(visible)} GPU(s)."
+    else:
+        assert report["memory_growth"] is None and "No GPU visible" in report["message"]
 
 
 def _dropout_run(keras, seed):
@@ -54,15 +68,15 @@ def test_seed_rejects_negative():
 
 
 def test_env_json_lists_the_stack():
-    result = CliRunner().invoke(main, ["env", "--json"])
-    assert result.exit_code == 0, result.output
+    result = tfdeploy("env", "--json")  # a fresh process: the CLI configures the GPUs before anything else
+    assert result.returncode == 0, result.stderr[-2000:]
     facts = json.loads(result.stdout)
     assert facts["tensorflow"].startswith("2.21")
     assert facts["tf_keras"].startswith("2.21")
     assert facts["keras"].startswith("3.")
     assert facts["tensorflow_model_optimization"] == "0.8.1"
     assert facts["tensorflow_serving_api"].startswith("2.21")
-    assert facts["gpus"] == []
+    assert facts["gpus"] == [{"name": name, "memory_growth": True} for name in visible_gpus()]
     assert facts["tf_use_legacy_keras"] is None
 
 
