@@ -395,7 +395,7 @@ def verify_command(version_dir: Path, source_model: Path | None, signature_name:
     from tfdeploy.verification import verify
 
     report = verify(version_dir, source_model=source_model, signature_name=signature_name,
-                    cold_start=not no_cold_start, atol=atol, **loading.kwargs())
+                    cold_start=not no_cold_start, atol=atol, progress=progress(), **loading.kwargs())
     click.echo(report.to_json() if as_json else report.to_table())
     if not report.passed:
         sys.exit(1)

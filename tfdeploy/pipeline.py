@@ -193,7 +193,7 @@ def deploy(config: DeployConfig) -> DeployReport:
 
     section("verify", "verify")
     verification = verify(exported.version_dir, source_model=keras_source, custom_objects=config.custom_objects,
-                          safe_mode=config.safe_mode)
+                          safe_mode=config.safe_mode, progress=say)
     steps["verify"] = verification
 
     section("bench", "bench")

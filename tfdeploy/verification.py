@@ -23,6 +23,7 @@ import numpy as np
 from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.serving_export import TFLITE_FILE
+from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Table, Text, Report
 from tfdeploy.signature import PREDICT_METHOD, read_signatures
 from tfdeploy.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, read_warmup, request_of
@@ -92,6 +93,7 @@ def verify(
     atol: float = 1e-4,
     custom_objects: Mapping[str, Any] | None = None,
     safe_mode: bool = True,
+    progress: ProgressLike = "auto",
 ) -> VerifyReport:
     """Verifies an exported TF Serving version directory.
 
@@ -103,6 +105,7 @@ def verify(
         atol: Max abs output difference allowed against ``source_model`` (every output).
         custom_objects: Custom layers needed to load ``source_model``.
         safe_mode: Refuse Lambda layers in ``source_model`` (``False``: ``--unsafe-deserialization``).
+        progress: Where the cold-start measurement shows its progress (see :mod:`tfdeploy.progress`).
 
     Returns:
         A :class:`VerifyReport`; ``report.passed`` only if every check passed.
@@ -186,9 +189,13 @@ def verify(
         from tfdeploy.coldstart import measure_cold_start
 
         def measure() -> str:
-            cold = measure_cold_start(path, replay_warmup=False, signature_name=signature_name)
-            warm = measure_cold_start(path, replay_warmup=True, signature_name=signature_name) \
-                if "logs" in state else None
+            runs = 2 if "logs" in state else 1
+            with as_progress(progress).task("cold start in fresh processes", total=runs, unit="process") as task:
+                cold = measure_cold_start(path, replay_warmup=False, signature_name=signature_name)
+                task.advance()
+                warm = measure_cold_start(path, replay_warmup=True, signature_name=signature_name) \
+                    if runs == 2 else None
+                task.advance(runs - 1)
             report.cold_start = {"without_warmup": cold, "with_warmup": warm}
             text = (f"without warmup: first {cold['first_ms']:.1f} ms = {cold['first_over_steady']:.1f}× steady "
                     f"p50 {cold['steady_p50_ms']:.2f} ms")
