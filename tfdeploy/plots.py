@@ -71,9 +71,33 @@ def label_points(ax: Any, points: Sequence[tuple[float, float]], labels: Sequenc
     return taken
 
 
+def merge_coincident(names: Sequence[str], xs: Sequence[float], ys: Sequence[float],
+                     tolerance: float = 0.005) -> tuple[list[str], list[float], list[float]]:
+    """Joins the names of points that coincide (within ``tolerance`` of each axis' span) into one label.
+
+    Example:
+        >>> merge_coincident(["original", "strip", "int8"], [1500, 1500.2, 300], [92.4, 92.4, 92.1])
+        (['original, strip', 'int8'], [1500, 300], [92.4, 92.1])
+    """
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    merged: list[tuple[list[str], float, float]] = []
+    for name, x, y in zip(names, xs, ys):
+        same = next((m for m in merged if abs(m[1] - x) <= tolerance * span_x and abs(m[2] - y) <= tolerance * span_y),
+                    None)
+        if same:
+            same[0].append(name)
+        else:
+            merged.append(([name], x, y))
+    return [", ".join(m[0]) for m in merged], [m[1] for m in merged], [m[2] for m in merged]
+
+
 def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequence[float], ylabel: str,
                      path: str | os.PathLike) -> Path:
-    """Scatter of gzip size against accuracy (or agreement), one labelled marker per variant."""
+    """Scatter of gzip size against accuracy (or agreement), one labelled marker per variant.
+
+    Variants at the same point (``strip`` and the original) share one marker and one label.
+    """
+    names, kib, percent = merge_coincident(names, kib, percent)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     ax.scatter(kib, percent, s=36, c=[f"C{i % 10}" for i in range(len(names))], zorder=3)

@@ -109,3 +109,12 @@ def test_size_vs_accuracy_labels_do_not_overlap(tmp_path):
         assert not first.overlaps(second)
     plots.save(fig, tmp_path / "labels.png")
     assert (tmp_path / "labels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variants_at_the_same_point_share_one_label():
+    from tfdeploy.plots import merge_coincident
+
+    names, xs, ys = merge_coincident(["original", "tflite", "strip", "ptq-int8"], [1570.0, 1466.0, 1569.9, 327.0],
+                                     [92.4, 92.4, 92.4, 92.1])
+    assert names == ["original, strip", "tflite", "ptq-int8"]
+    assert xs == [1570.0, 1466.0, 327.0] and ys == [92.4, 92.4, 92.1]
