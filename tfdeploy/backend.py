@@ -467,8 +467,8 @@ def nested_models(model: Any) -> list[str]:
 def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, str]:
     """A TFLite interpreter for a file or flatbuffer bytes, and the name of the runtime.
 
-    The runtime is LiteRT (``ai_edge_litert``, an install requirement); ``tf.lite.Interpreter`` is
-    deprecated and not used.
+    The runtime is LiteRT (``ai_edge_litert``, an install requirement), never TF's deprecated
+    interpreter.
 
     Example:
         >>> interpreter, runtime = tflite_interpreter("model.tflite")   # doctest: +SKIP

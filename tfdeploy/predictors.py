@@ -3,8 +3,8 @@
 * Keras models run through a ``tf.function`` of the model's call with ``training=False`` (not
   ``model.predict``, whose per-call overhead dwarfs a single example);
 * SavedModel versions run through their signature, as TF Serving runs them;
-* ``.tflite`` files run in the LiteRT interpreter (``ai_edge_litert``; ``tf.lite.Interpreter``
-  only when LiteRT is not installed) through their signature runner, with int8/uint8 inputs
+* ``.tflite`` files run in the LiteRT interpreter (``ai_edge_litert``, an install requirement)
+  through their signature runner, with int8/uint8 inputs
   quantized and outputs dequantized using each tensor's own scale and zero point. Models
   converted with a fixed batch (recurrent layers) are run in chunks of that batch.
 

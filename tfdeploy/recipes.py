@@ -119,7 +119,7 @@ DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PTQ_INT8, Recipe.PRUNE_INT8, Reci
 
 _SPECS = {
     Recipe.STRIP: RecipeSpec("save without optimizer state", needs_data=False, output=".keras"),
-    Recipe.PRUNE: RecipeSpec("TFMOT magnitude pruning + fine-tune + strip_pruning", needs_data=True, output=".keras", trains=True),
+    Recipe.PRUNE: RecipeSpec("magnitude pruning with masks on TFMOT's schedule + fine-tune", needs_data=True, output=".keras", trains=True),
     Recipe.CLUSTER: RecipeSpec("TFMOT weight clustering + fine-tune + strip_clustering", needs_data=True,
                                output=".keras", trains=True),
     Recipe.QAT: RecipeSpec("TFMOT quantization-aware training, converted to int8 TFLite", needs_data=True,
