@@ -14,10 +14,11 @@ import shutil
 import time
 from pathlib import Path
 
-from tfdeploy import examples, runtime
-from tfdeploy.auto import AutoConfig, auto_compress
-from tfdeploy.compression import CompressConfig
-from tfdeploy.recipes import Int8Granularity, Objective
+from tfdeploy import runtime
+from tfdeploy.model import examples
+from tfdeploy.compression.auto import AutoConfig, auto_compress
+from tfdeploy.compression.session import CompressConfig
+from tfdeploy.compression.choices import Int8Granularity, Objective
 
 
 def main() -> None:

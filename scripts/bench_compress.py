@@ -17,9 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from tfdeploy import examples, runtime
-from tfdeploy.compression import CompressConfig, compress
-from tfdeploy.recipes import Int8Granularity, Recipe
+from tfdeploy import runtime
+from tfdeploy.model import examples
+from tfdeploy.compression.session import CompressConfig, compress
+from tfdeploy.compression.choices import Int8Granularity, Recipe
 
 INT8 = ("qat", "prune-qat", "cluster-qat", "ptq-int8", "prune-int8")
 

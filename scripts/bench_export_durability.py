@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def timed_exports(model_path: Path, base: Path, repeats: int) -> list[float]:
-    from tfdeploy.serving_export import ExportConfig, export
+    from tfdeploy.serving.export import ExportConfig, export
 
     times = []
     for _ in range(repeats):
@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("bench-out/durability"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from tfdeploy import examples, files
+    from tfdeploy import files
+    from tfdeploy.model import examples
 
     args.dir.mkdir(parents=True, exist_ok=True)
     results = []

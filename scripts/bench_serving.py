@@ -21,9 +21,10 @@ import platform
 import shutil
 from pathlib import Path
 
-from tfdeploy import examples, runtime
-from tfdeploy.benchmark import BenchConfig, bench
-from tfdeploy.serving_export import ExportConfig, export
+from tfdeploy import runtime
+from tfdeploy.model import examples
+from tfdeploy.measure.benchmark import BenchConfig, bench
+from tfdeploy.serving.export import ExportConfig, export
 
 
 def main() -> None:
@@ -70,7 +71,7 @@ def main() -> None:
         "report": report.to_dict(),
     }
     (args.out / "bench.json").write_text(json.dumps(payload, indent=2))
-    from tfdeploy.benchmark import plot_latencies
+    from tfdeploy.measure.benchmark import plot_latencies
 
     plot_latencies(report.results, args.out / "latency.png")
     print(json.dumps(targets, indent=2))

@@ -62,11 +62,11 @@ def build(name: str, flavour: str, size: int, root: Path) -> tuple[Path, Path]:
 
 
 def check(name: str, out: Path) -> dict:
-    from tfdeploy.checks import check_parity
-    from tfdeploy.compression import CompressConfig, compress
-    from tfdeploy.recipes import Recipe
-    from tfdeploy.serving_export import ExportConfig, export
-    from tfdeploy.verification import verify
+    from tfdeploy.measure.checks import check_parity
+    from tfdeploy.compression.session import CompressConfig, compress
+    from tfdeploy.compression.choices import Recipe
+    from tfdeploy.serving.export import ExportConfig, export
+    from tfdeploy.serving.verification import verify
 
     flavour, size, extra = APPLICATIONS[name]
     start = time.perf_counter()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfdeploy.examples import EXAMPLE_DATA_PATH, read_fashion_mnist
+from tfdeploy.model.examples import EXAMPLE_DATA_PATH, read_fashion_mnist
 
 
 def main() -> None:

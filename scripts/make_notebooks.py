@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tfdeploy
-from tfdeploy import examples
+from tfdeploy.model import examples
 
 FAST = os.environ.get("TFDEPLOY_NOTEBOOK_FAST") == "1"  # CI: smaller data, fewer epochs, shorter runs
 WORK = Path(os.environ.get("TFDEPLOY_NOTEBOOK_DIR", "notebook-out")) / "{name}"
@@ -139,7 +139,7 @@ NOTEBOOKS = {
         ("markdown", "## Cold start, with and without replaying the warmup (fresh processes)"),
         ("code", "report = tfdeploy.bench(tfdeploy.BenchConfig([str(base / '1')], requests=50))\nprint(report)"),
         ("markdown", "## The hot-swap timeline: version 2 loads while version 1 serves"),
-        ("code", "from tfdeploy.benchmark import hot_swap_in_fresh_process\n"
+        ("code", "from tfdeploy.measure.benchmark import hot_swap_in_fresh_process\n"
                  "seconds = (1.5, 2.0) if FAST else (4.0, 6.0)\n"
                  "swaps = [hot_swap_in_fresh_process(base / '1', base / '2', warm=warm, steady_s=seconds[0],\n"
                  "                                   after_s=seconds[1]) for warm in (False, True)]\n"

@@ -1,6 +1,6 @@
 """Trains the shipped example model on the full Fashion-MNIST and writes it into the package.
 
-The model is the example's MobileNetV2 (:func:`tfdeploy.examples.build_example_model`, alpha 0.35 at
+The model is the example's MobileNetV2 (:func:`tfdeploy.model.examples.build_example_model`, alpha 0.35 at
 32×32, random init — ImageNet weights cannot be downloaded offline) trained on all 60,000 training
 images from Debian's ``dataset-fashion-mnist`` (or ``--source DIR``) with light augmentation
 (horizontal flip, ±2-pixel shifts), label smoothing and a cosine learning-rate schedule. It is saved
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfdeploy import backend, examples
-from tfdeploy.model import save_model
+from tfdeploy import backend
+from tfdeploy.model import examples
+from tfdeploy.model.loading import save_model
 
 
 def parse_args() -> argparse.Namespace:

@@ -312,12 +312,12 @@ def run_steps(entry: Entry, model_path: Any, data_path: Any, out: Any, epochs: i
     """Compresses with every recipe of :data:`RECIPES`, exports, verifies and checks parity."""
     from pathlib import Path
 
-    from tfdeploy.checks import check_parity
-    from tfdeploy.compression import CompressConfig, compress
+    from tfdeploy.measure.checks import check_parity
+    from tfdeploy.compression.session import CompressConfig, compress
     from tfdeploy.errors import TfdeployError
-    from tfdeploy.recipes import Recipe
-    from tfdeploy.serving_export import ExportConfig, export
-    from tfdeploy.verification import verify
+    from tfdeploy.compression.choices import Recipe
+    from tfdeploy.serving.export import ExportConfig, export
+    from tfdeploy.serving.verification import verify
 
     out = Path(out)
     report = compress(CompressConfig(model_path, out / "compressed", recipes=[Recipe(r) for r in RECIPES],

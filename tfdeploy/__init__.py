@@ -11,58 +11,46 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tfdeploy._lazy import install_moved_module_finder, lazy_exports
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it. Resolved lazily by ``__getattr__``.
+# Public name -> module that defines it, imported on first use.
 _EXPORTS = {
     "TfdeployError": "tfdeploy.errors",
     "configure_gpus": "tfdeploy.runtime",
     "seed_everything": "tfdeploy.runtime",
     "environment_report": "tfdeploy.runtime",
-    "load_model": "tfdeploy.model",
-    "save_model": "tfdeploy.model",
-    "LoadedModel": "tfdeploy.model",
-    "load_data": "tfdeploy.data",
-    "Dataset": "tfdeploy.data",
-    "compress": "tfdeploy.compression",
-    "CompressConfig": "tfdeploy.compression",
-    "Recipe": "tfdeploy.recipes",
-    "Int8Granularity": "tfdeploy.recipes",
-    "IoDtype": "tfdeploy.recipes",
-    "VersionPolicy": "tfdeploy.recipes",
-    "export": "tfdeploy.serving_export",
-    "ExportConfig": "tfdeploy.serving_export",
-    "write_warmup": "tfdeploy.warmup",
-    "read_warmup": "tfdeploy.warmup",
-    "verify": "tfdeploy.verification",
-    "ServingConfig": "tfdeploy.serving_config",
-    "ServedModel": "tfdeploy.serving_config",
-    "write_serving_config": "tfdeploy.serving_config",
-    "bench": "tfdeploy.benchmark",
-    "BenchConfig": "tfdeploy.benchmark",
-    "hot_swap": "tfdeploy.benchmark",
-    "plot_hot_swap": "tfdeploy.benchmark",
-    "check_determinism": "tfdeploy.checks",
-    "check_parity": "tfdeploy.checks",
+    "load_model": "tfdeploy.model.loading",
+    "save_model": "tfdeploy.model.loading",
+    "LoadedModel": "tfdeploy.model.loading",
+    "load_data": "tfdeploy.model.data",
+    "Dataset": "tfdeploy.model.data",
+    "compress": "tfdeploy.compression.session",
+    "CompressConfig": "tfdeploy.compression.session",
+    "Recipe": "tfdeploy.compression.choices",
+    "Int8Granularity": "tfdeploy.compression.choices",
+    "IoDtype": "tfdeploy.compression.choices",
+    "VersionPolicy": "tfdeploy.compression.choices",
+    "export": "tfdeploy.serving.export",
+    "ExportConfig": "tfdeploy.serving.export",
+    "write_warmup": "tfdeploy.serving.warmup",
+    "read_warmup": "tfdeploy.serving.warmup",
+    "verify": "tfdeploy.serving.verification",
+    "ServingConfig": "tfdeploy.serving.config",
+    "ServedModel": "tfdeploy.serving.config",
+    "write_serving_config": "tfdeploy.serving.config",
+    "bench": "tfdeploy.measure.benchmark",
+    "BenchConfig": "tfdeploy.measure.benchmark",
+    "hot_swap": "tfdeploy.measure.benchmark",
+    "plot_hot_swap": "tfdeploy.measure.benchmark",
+    "check_determinism": "tfdeploy.measure.checks",
+    "check_parity": "tfdeploy.measure.checks",
     "deploy": "tfdeploy.pipeline",
     "DeployConfig": "tfdeploy.pipeline",
-    "examples": "tfdeploy.examples",
+    "examples": "tfdeploy.model.examples",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfdeploy' has no attribute {name!r}")
-    if module == f"tfdeploy.{name}":  # a public submodule
-        return importlib.import_module(module)
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+install_moved_module_finder()

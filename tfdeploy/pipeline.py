@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
-from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
+from tfdeploy.compression.choices import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Heading, Report, Table, Text
 
@@ -119,12 +119,12 @@ def deploy(config: DeployConfig) -> DeployReport:
         >>> deploy(DeployConfig("run", example=True, recipes=[Recipe.PTQ_INT8])).files   # doctest: +SKIP
     """
     from tfdeploy import runtime
-    from tfdeploy.benchmark import BenchConfig, bench
-    from tfdeploy.compression import CompressConfig, compress
-    from tfdeploy.examples import prepare_example
-    from tfdeploy.serving_export import ExportConfig, export
-    from tfdeploy.serving_config import ServedModel, ServingConfig, write_serving_config
-    from tfdeploy.verification import verify
+    from tfdeploy.measure.benchmark import BenchConfig, bench
+    from tfdeploy.compression.session import CompressConfig, compress
+    from tfdeploy.model.examples import prepare_example
+    from tfdeploy.serving.export import ExportConfig, export
+    from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
+    from tfdeploy.serving.verification import verify
 
     if (config.model is None) == (not config.example):
         raise TfdeployError("Give a MODEL or --example (not both). "

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfdeploy.auto import AutoConfig, Candidate, auto_compress
+from tfdeploy.compression.auto import AutoConfig, Candidate, auto_compress
 from tfdeploy.cli import main
-from tfdeploy.compression import CompressConfig
+from tfdeploy.compression.session import CompressConfig
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import Recipe
+from tfdeploy.compression.choices import Recipe
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tfdeploy.benchmark import BenchConfig, bench, hot_swap
-from tfdeploy.checks import check_determinism, check_parity
+from tfdeploy.measure.benchmark import BenchConfig, bench, hot_swap
+from tfdeploy.measure.checks import check_determinism, check_parity
 from tfdeploy.cli import main
-from tfdeploy.compression import CompressConfig, compress
-from tfdeploy.serving_export import ExportConfig, export
-from tfdeploy.recipes import Recipe
+from tfdeploy.compression.session import CompressConfig, compress
+from tfdeploy.serving.export import ExportConfig, export
+from tfdeploy.compression.choices import Recipe
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import json
 from click.testing import CliRunner
 
 from tfdeploy.cli import main
-from tfdeploy.model import load_model
+from tfdeploy.model.loading import load_model
 
 
 def test_compress_strip_cli(model_files, tmp_path):

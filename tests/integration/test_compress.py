@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from tfdeploy import backend
-from tfdeploy.compression import CompressConfig, compress
+from tfdeploy.compression.session import CompressConfig, compress
 from tfdeploy.errors import TfdeployError
-from tfdeploy.model import load_model
-from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe
+from tfdeploy.model.loading import load_model
+from tfdeploy.compression.choices import Int8Granularity, IoDtype, Recipe
 from tfdeploy.backend import tflite_interpreter
-from tfdeploy.tflite import tensor_dtypes
+from tfdeploy.compression.tflite import tensor_dtypes
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 import corpus
 from tfdeploy import backend
 from tfdeploy.cli import main
-from tfdeploy.compression import CompressConfig, compress
-from tfdeploy.model import load_model
-from tfdeploy.recipes import Recipe
-from tfdeploy.signature import read_signatures
-from tfdeploy.tflite import tensor_dtypes
-from tfdeploy.warmup import WARMUP_FILE, read_warmup, request_inputs
+from tfdeploy.compression.session import CompressConfig, compress
+from tfdeploy.model.loading import load_model
+from tfdeploy.compression.choices import Recipe
+from tfdeploy.serving.signature import read_signatures
+from tfdeploy.compression.tflite import tensor_dtypes
+from tfdeploy.serving.warmup import WARMUP_FILE, read_warmup, request_inputs
 
 TEXT_OPS = "RaggedTensorToTensor, StaticRegexReplace, StringLower, StringSplitV2"
 REFUSALS = {
@@ -233,8 +233,8 @@ def test_a_plain_tf_module_savedmodel_with_two_inputs(tmp_path):
 
 @pytest.mark.parametrize("name", ["two_inputs", "text_vectorization", "two_outputs_tabular"])
 def test_determinism_and_bench_feed_every_input(corpus_files, keras3, name):
-    from tfdeploy.benchmark import BenchConfig, bench
-    from tfdeploy.checks import check_determinism
+    from tfdeploy.measure.benchmark import BenchConfig, bench
+    from tfdeploy.measure.checks import check_determinism
 
     run = run_of(corpus_files, keras3, name)
     report = check_determinism(run.model_path, runs=2, reloads=1, data=run.data_path, samples=8)

@@ -8,7 +8,7 @@ from cli_process import TF_NATIVE_LINE, tfdeploy
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.pipeline import DeployConfig, deploy
-from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Recipe
+from tfdeploy.compression.choices import DEFAULT_DEPLOY_RECIPES, Recipe
 
 
 def test_deploy_serves_a_tflite_variant_of_a_user_model(compress_inputs, tmp_path):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfdeploy import examples
+from tfdeploy.model import examples
 from tfdeploy.cli import main
-from tfdeploy.model import has_optimizer_state, load_model
+from tfdeploy.model.loading import has_optimizer_state, load_model
 
 
 def test_example_model_is_flat_mobilenetv2(keras3):

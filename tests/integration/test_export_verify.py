@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from tfdeploy import backend
 from tfdeploy.cli import main
 from tfdeploy.errors import TfdeployError
-from tfdeploy.serving_export import ExportConfig, export
-from tfdeploy.signature import read_signatures
-from tfdeploy.verification import verify
-from tfdeploy.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, predict_log, read_warmup, write_warmup, write_warmup_records
+from tfdeploy.serving.export import ExportConfig, export
+from tfdeploy.serving.signature import read_signatures
+from tfdeploy.serving.verification import verify
+from tfdeploy.serving.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, predict_log, read_warmup, write_warmup, write_warmup_records
 
 
 def snapshot(base):
@@ -93,7 +93,7 @@ def test_version_auto_and_existing_version_is_never_touched(model_files, tmp_pat
 
 
 def test_failing_mid_export_leaves_nothing(model_files, tmp_path, monkeypatch):
-    import tfdeploy.serving_export as export_module
+    import tfdeploy.serving.export as export_module
 
     base = tmp_path / "m"
     export(ExportConfig(model_files["keras3.keras"], base))
@@ -196,8 +196,8 @@ def test_missing_signature_and_non_numeric_directory(exported, tmp_path):
 
 
 def test_tflite_variant_is_exported_beside_its_savedmodel(compress_inputs, tmp_path):
-    from tfdeploy.compression import CompressConfig, compress
-    from tfdeploy.recipes import Recipe
+    from tfdeploy.compression.session import CompressConfig, compress
+    from tfdeploy.compression.choices import Recipe
 
     compress(CompressConfig(compress_inputs["keras3"], tmp_path / "c", recipes=[Recipe.PTQ_DYNAMIC], latency_repeats=2))
     tflite = tmp_path / "c" / "ptq-dynamic.tflite"

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from tfdeploy import files
 from tfdeploy.cli import main
-from tfdeploy.serving_export import ExportConfig, export
+from tfdeploy.serving.export import ExportConfig, export
 
 SHAPE = (16, 16, 3)
 

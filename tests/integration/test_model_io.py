@@ -5,7 +5,7 @@ import pytest
 
 from tfdeploy.backend import KerasFlavour
 from tfdeploy.errors import TfdeployError
-from tfdeploy.model import artifact_size, load_model, parse_custom_objects, save_model
+from tfdeploy.model.loading import artifact_size, load_model, parse_custom_objects, save_model
 
 
 @pytest.mark.parametrize("key, flavour", [

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tfdeploy.benchmark import LatencyStats, percentile, run_load
+from tfdeploy.measure.benchmark import LatencyStats, percentile, run_load
 from tfdeploy.errors import TfdeployError
 
 

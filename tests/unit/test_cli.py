@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from tfdeploy import __version__
 from tfdeploy.cli import main
-from tfdeploy.recipes import Recipe
+from tfdeploy.compression.choices import Recipe
 
 
 def test_help_and_version_do_not_import_tensorflow():
@@ -44,7 +44,7 @@ def test_unknown_recipe_is_a_usage_error(tmp_path):
 
 
 def test_library_error_is_one_line_and_exit_2(tmp_path, monkeypatch):
-    from tfdeploy.cli import GlobalOptions
+    from tfdeploy.cli.commands import GlobalOptions
 
     monkeypatch.setattr(GlobalOptions, "apply", lambda self: None)
     missing = tmp_path / "missing.keras"
@@ -56,7 +56,7 @@ def test_library_error_is_one_line_and_exit_2(tmp_path, monkeypatch):
 
 
 def test_debug_shows_the_exception(tmp_path, monkeypatch):
-    from tfdeploy.cli import GlobalOptions
+    from tfdeploy.cli.commands import GlobalOptions
     from tfdeploy.errors import TfdeployError
 
     monkeypatch.setattr(GlobalOptions, "apply", lambda self: None)
@@ -65,7 +65,7 @@ def test_debug_shows_the_exception(tmp_path, monkeypatch):
 
 
 def test_global_options_reach_the_commands(monkeypatch, tmp_path):
-    from tfdeploy.cli import GlobalOptions
+    from tfdeploy.cli.commands import GlobalOptions
 
     seen = []
     monkeypatch.setattr(GlobalOptions, "apply", lambda self: seen.append(self))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfdeploy.data import Dataset, default_label_output, load_data, read_data
+from tfdeploy.model.data import Dataset, default_label_output, load_data, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, TensorInfo, as_feed, sample, synthesize
 

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from tfdeploy import examples
+from tfdeploy.model import examples
 from tfdeploy.errors import TfdeployError
 
 

@@ -192,7 +192,7 @@ def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_
         return tflite_predictor(path, name=name or path.stem, threads=threads)
     if is_plain_saved_model(path):
         return saved_model_predictor(path, name=name or path.name)
-    from tfdeploy.model import load_model
+    from tfdeploy.model.loading import load_model
 
     loaded = load_model(path, custom_objects=custom_objects, safe_mode=safe_mode)
     return keras_predictor(loaded.model, name=name or path.stem, training=training)

@@ -1,6 +1,6 @@
-"""What each compression recipe does, given a :class:`~tfdeploy.compression.CompressionSession`.
+"""What each compression recipe does, given a :class:`~tfdeploy.compression.session.CompressionSession`.
 
-:data:`RECIPES` maps every :class:`~tfdeploy.recipes.Recipe` to a function ``(session, recipe) ->
+:data:`RECIPES` maps every :class:`~tfdeploy.compression.choices.Recipe` to a function ``(session, recipe) ->
 Artifact``. Intermediate models are cached in the session: ``prune-int8`` and ``prune-qat`` reuse
 ``prune``, ``cluster-qat`` reuses ``cluster``.
 
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from tfdeploy import backend, bridge, pruning, quantization_aware
-from tfdeploy.compression import Artifact, CompressionSession, keras_suffix
+from tfdeploy import backend
+from tfdeploy.compression import bridge
+from tfdeploy.compression import pruning
+from tfdeploy.compression import quantization_aware
+from tfdeploy.compression.session import Artifact, CompressionSession, keras_suffix
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays
-from tfdeploy.model import save_model
-from tfdeploy.predictors import keras_predictor
-from tfdeploy.recipes import Recipe
-from tfdeploy.tflite import TfliteMode
+from tfdeploy.model.loading import save_model
+from tfdeploy.measure.predictors import keras_predictor
+from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.tflite import TfliteMode
 
 PREFLIGHT_ROUNDS = 3
 

@@ -22,11 +22,11 @@ import numpy as np
 
 from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
-from tfdeploy.serving_export import TFLITE_FILE
+from tfdeploy.serving.export import TFLITE_FILE
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Table, Text, Report
-from tfdeploy.signature import PREDICT_METHOD, read_signatures
-from tfdeploy.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, read_warmup, request_of
+from tfdeploy.serving.signature import PREDICT_METHOD, read_signatures
+from tfdeploy.serving.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, read_warmup, request_of
 
 
 @dataclasses.dataclass
@@ -172,7 +172,7 @@ def verify(
 
         records_ok = checks.run("warmup records match the signature", records)
         if loaded_ok and records_ok:
-            from tfdeploy.warmup import replay_warmup
+            from tfdeploy.serving.warmup import replay_warmup
 
             checks.run("warmup replay through the SavedModel",
                        lambda: f"{replay_warmup(state['loaded'].signatures, logs)} request(s) succeeded")
@@ -186,7 +186,7 @@ def verify(
 
     report = VerifyReport(str(path), checks.items)
     if cold_start and loaded_ok and have_signature:
-        from tfdeploy.coldstart import measure_cold_start
+        from tfdeploy.measure.coldstart import measure_cold_start
 
         def measure() -> str:
             runs = 2 if "logs" in state else 1
@@ -244,8 +244,8 @@ def _parity(function: Any, signature: Any, source_model: Any, logs: list[Any] | 
             custom_objects: Mapping[str, Any] | None, atol: float, safe_mode: bool) -> dict[str, Any]:
     """Source model vs the exported signature on every warmup sample (topped up to 32 with synthesized ones)."""
     from tfdeploy.io_spec import as_feed, concat, synthesize, top1
-    from tfdeploy.predictors import predictor_for_file
-    from tfdeploy.warmup import request_inputs
+    from tfdeploy.measure.predictors import predictor_for_file
+    from tfdeploy.serving.warmup import request_inputs
 
     tf = backend.tf()
     io = signature.io

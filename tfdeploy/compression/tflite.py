@@ -33,7 +33,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, as_feed, batch_size, take
-from tfdeploy.recipes import Int8Granularity, IoDtype
+from tfdeploy.compression.choices import Int8Granularity, IoDtype
 
 FLEX_NOTE = ("uses TensorFlow select ops {ops}: the runtime needs the Flex delegate (LiteRT's Python package has "
              "none, so tfdeploy cannot run or measure this file here)")
@@ -236,7 +236,7 @@ def _recurrent_plan(model: Any, io: ModelIO) -> tuple[Any, _Attempt, list[str]]:
         return model, _Attempt(), []
     notes = [FIXED_BATCH_NOTE]
     if backend.flavour_of(model) is backend.KerasFlavour.KERAS3 and any(kind == "LSTM" for _, kind in recurrent):
-        from tfdeploy import bridge
+        from tfdeploy.compression import bridge
         from tfdeploy.io_spec import synthesize
 
         if model not in _FUSED_COPIES:

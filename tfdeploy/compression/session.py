@@ -6,12 +6,12 @@ cannot apply to the model is reported as failed with its reason; the others stil
 
 How each family works (``docs/compress.md`` has the reasons):
 
-* ``prune`` is magnitude pruning with masks on TFMOT's schedule (:mod:`tfdeploy.pruning`), applied
+* ``prune`` is magnitude pruning with masks on TFMOT's schedule (:mod:`tfdeploy.compression.pruning`), applied
   to the user's own model: any Keras, nested models, recurrent and depthwise layers;
-* ``cluster`` and the QAT recipes use TFMOT on a flat tf_keras copy (:mod:`tfdeploy.bridge`);
+* ``cluster`` and the QAT recipes use TFMOT on a flat tf_keras copy (:mod:`tfdeploy.compression.bridge`);
   clustered weights are copied back into the user's model, so the ``.keras`` file keeps its
   structure;
-* TFLite recipes convert the model's named-signature SavedModel (:mod:`tfdeploy.tflite`).
+* TFLite recipes convert the model's named-signature SavedModel (:mod:`tfdeploy.compression.tflite`).
 
 Example:
     >>> from tfdeploy import CompressConfig, Recipe, compress
@@ -31,20 +31,22 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from tfdeploy import backend, bridge, faults, finetune
+from tfdeploy import backend, faults
+from tfdeploy.compression import bridge
+from tfdeploy.compression import finetune
 from tfdeploy.backend import KerasFlavour
-from tfdeploy.data import Dataset, ModelData, default_label_output, read_data, require_two_classes
+from tfdeploy.model.data import Dataset, ModelData, default_label_output, read_data, require_two_classes
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import ensure_writable, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, synthesize, top1
-from tfdeploy.model import (LoadedModel, ModelFormat, artifact_size, count_params, has_optimizer_state, load_model,
+from tfdeploy.model.loading import (LoadedModel, ModelFormat, artifact_size, count_params, has_optimizer_state, load_model,
                             save_model)
-from tfdeploy.predictors import Predictor, keras_predictor, median_latency_ms, tflite_predictor
+from tfdeploy.measure.predictors import Predictor, keras_predictor, median_latency_ms, tflite_predictor
 from tfdeploy.progress import ProgressLike, as_progress
-from tfdeploy.pruning import kernel_sparsity
-from tfdeploy.recipes import Int8Granularity, IoDtype, Recipe
+from tfdeploy.compression.pruning import kernel_sparsity
+from tfdeploy.compression.choices import Int8Granularity, IoDtype, Recipe
 from tfdeploy.report import Block, Heading, Image, Table, Text, Report, format_bytes
-from tfdeploy.tflite import FLEX_NOTE, Conversion, TfliteMode, convert
+from tfdeploy.compression.tflite import FLEX_NOTE, Conversion, TfliteMode, convert
 
 REPORT_FILES = ("report.json", "report.md", "report.png")
 
@@ -57,7 +59,7 @@ class CompressConfig:
         model: The model file or SavedModel directory to compress.
         out_dir: Where artifacts and the report are written.
         recipes: Recipes to run, each producing one artifact.
-        data: ``.npz``/image directory path or a :class:`~tfdeploy.data.Dataset` for
+        data: ``.npz``/image directory path or a :class:`~tfdeploy.model.data.Dataset` for
             fine-tuning, calibration and evaluation.
         output: The output accuracy is measured on (default: the first classification head).
         epochs: Fine-tune epochs of the recipes that train.
@@ -229,7 +231,7 @@ class CompressionSession:
     """One loaded model, its data and its reference outputs; runs and measures recipes.
 
     :func:`compress` runs a list of recipes through a session; the accuracy-aware search
-    (:mod:`tfdeploy.auto`) tries candidates through the same session so the original is loaded and
+    (:mod:`tfdeploy.compression.auto`) tries candidates through the same session so the original is loaded and
     measured once.
     """
 
@@ -275,7 +277,7 @@ class CompressionSession:
     def original_predictor(self) -> Predictor:
         if self.is_keras:
             return keras_predictor(self.loaded.model, "original")
-        from tfdeploy.predictors import saved_model_predictor
+        from tfdeploy.measure.predictors import saved_model_predictor
 
         return saved_model_predictor(self.loaded.path, name="original")
 
@@ -327,7 +329,7 @@ class CompressionSession:
 
     def run_recipe(self, recipe: Recipe, label: str = "") -> VariantReport:
         """Runs one recipe, writes its artifact and measures it; a recipe that fails is reported as failed."""
-        from tfdeploy.recipe_impl import RECIPES
+        from tfdeploy.compression.recipe_impl import RECIPES
 
         self.progress(f"{label}{recipe.value}: {recipe.spec.summary}")
         start = time.perf_counter()

@@ -22,9 +22,9 @@ import click
 from tfdeploy import __version__
 from tfdeploy.console import Console, capture_native_output
 from tfdeploy.errors import TfdeployError
-from tfdeploy.examples import EXAMPLE_ALPHA, EXAMPLE_IMAGE_SIZE
+from tfdeploy.model.examples import EXAMPLE_ALPHA, EXAMPLE_IMAGE_SIZE
 from tfdeploy.progress import Progress, auto_progress
-from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Objective, Recipe, VersionPolicy
+from tfdeploy.compression.choices import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Objective, Recipe, VersionPolicy
 
 
 @dataclasses.dataclass
@@ -134,7 +134,7 @@ def model_loading(func: Callable[..., Any]) -> Callable[..., Any]:
                        "loaded (Keras safe_mode=False). Only for files you trust.")
     @functools.wraps(func)
     def wrapper(*args: Any, custom_object_specs: tuple[str, ...], unsafe_deserialization: bool, **kwargs: Any) -> Any:
-        from tfdeploy.model import parse_custom_objects
+        from tfdeploy.model.loading import parse_custom_objects
 
         if unsafe_deserialization:
             say("Warning: --unsafe-deserialization: Lambda layers in the model file will run the Python code "
@@ -188,7 +188,7 @@ def env_command(as_json: bool) -> None:
 def example_command(out_dir: Path, train: bool, epochs: int, alpha: float, image_size: int, full_data: bool,
                     overwrite: bool) -> None:
     """Write the built-in MobileNetV2 / Fashion-MNIST example: model.keras and data.npz (offline)."""
-    from tfdeploy.examples import prepare_example
+    from tfdeploy.model.examples import prepare_example
 
     report = prepare_example(out_dir, train=train, epochs=epochs, alpha=alpha, image_size=image_size,
                              full_data=full_data, overwrite=overwrite, progress=progress())
@@ -251,7 +251,7 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
     Writes one artifact per recipe into --out plus report.json, report.md and report.png. Exits 1
     when a recipe failed (the report names it and why); the others are still made.
     """
-    from tfdeploy.compression import CompressConfig, compress
+    from tfdeploy.compression.session import CompressConfig, compress
 
     config = CompressConfig(
         model=model, out_dir=out_dir, recipes=recipes, data=data, output=output, epochs=epochs, batch_size=batch_size,
@@ -261,7 +261,7 @@ def compress_command(model: Path, out_dir: Path, recipes: list[Recipe], data: Pa
         progress=progress(), **loading.kwargs(),
     )
     if auto:
-        from tfdeploy.auto import AutoConfig, auto_compress
+        from tfdeploy.compression.auto import AutoConfig, auto_compress
 
         report = auto_compress(AutoConfig(config, max_accuracy_drop=max_accuracy_drop, relative=relative_budget,
                                           objective=Objective(objective), max_trials=max_trials, timeout_s=timeout,
@@ -342,7 +342,7 @@ def export_command(model: Path, base_dir: Path, version: int | None, overwrite: 
                    no_warmup: bool, warmup_data: Path | None, warmup_batch_sizes: tuple[int, ...],
                    as_json: bool, loading: Loading) -> None:
     """Export MODEL as a new TF Serving version under --base-dir (atomic, with warmup)."""
-    from tfdeploy.serving_export import ExportConfig, export
+    from tfdeploy.serving.export import ExportConfig, export
 
     config = ExportConfig(
         model=model, base_dir=base_dir, version=version, overwrite=overwrite, source_model=source_model,
@@ -373,7 +373,7 @@ def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_bat
     Server-side replay count is TF Serving's num_request_iterations: set it with
     `tfdeploy serving-config --warmup-iterations N`.
     """
-    from tfdeploy.warmup import write_warmup
+    from tfdeploy.serving.warmup import write_warmup
 
     report = write_warmup(version_dir, data=warmup_data, batch_sizes=warmup_batch_sizes,
                           signature_name=signature_name, seed=seed, overwrite=overwrite)
@@ -392,7 +392,7 @@ def warmup_write_command(version_dir: Path, warmup_data: Path | None, warmup_bat
 def verify_command(version_dir: Path, source_model: Path | None, signature_name: str, no_cold_start: bool,
                    atol: float, as_json: bool, loading: Loading) -> None:
     """Check VERSION_DIR the way TF Serving would load it; exit 1 if any check fails."""
-    from tfdeploy.verification import verify
+    from tfdeploy.serving.verification import verify
 
     report = verify(version_dir, source_model=source_model, signature_name=signature_name,
                     cold_start=not no_cold_start, atol=atol, progress=progress(), **loading.kwargs())
@@ -459,7 +459,7 @@ def serving_config_command(models: list[tuple[str, str]], out_dir: Path, version
                            file_system_poll_wait_seconds: int, warmup_iterations: int, gpu_allow_growth: bool,
                            overwrite: bool) -> None:
     """Generate TF Serving config (models, platform, batching, monitoring, Docker, KServe) for exported models."""
-    from tfdeploy.serving_config import ServedModel, ServingConfig, write_serving_config
+    from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
 
     version_list = [int(v) for v in versions.split(",") if v.strip().isdigit()]
     uris = dict(storage_uris)
@@ -549,7 +549,7 @@ def bench_command(artifacts: tuple[Path, ...], batch_sizes: tuple[int, ...], req
     ARTIFACTS: Keras files, SavedModel version directories (served through their signature) and
     .tflite files.
     """
-    from tfdeploy.benchmark import BenchConfig, bench
+    from tfdeploy.measure.benchmark import BenchConfig, bench
 
     if requests is not None and duration is not None:
         raise click.BadParameter("give --requests or --duration, not both")
@@ -584,7 +584,7 @@ def check_group() -> None:
 def check_determinism_command(artifact: Path, runs: int, reloads: int, data: Path | None, samples: int,
                               as_json: bool, loading: Loading) -> None:
     """Same inputs, N runs and K fresh loads: exit 0 if bit-identical, 1 if not (with the causes)."""
-    from tfdeploy.checks import check_determinism
+    from tfdeploy.measure.checks import check_determinism
 
     report = check_determinism(artifact, runs=runs, reloads=reloads, data=data, samples=samples, **loading.kwargs())
     click.echo(report.to_json() if as_json else report.to_table())
@@ -607,7 +607,7 @@ def check_determinism_command(artifact: Path, runs: int, reloads: int, data: Pat
 def check_parity_command(source: Path, artifacts: tuple[Path, ...], data: Path | None, samples: int, atol: float,
                          min_agreement: float, rtol: float, as_json: bool, loading: Loading) -> None:
     """Compare every output of ARTIFACTS with SOURCE on the same inputs; exit 1 if any fails."""
-    from tfdeploy.checks import check_parity
+    from tfdeploy.measure.checks import check_parity
 
     report = check_parity(source, artifacts, data=data, samples=samples, atol=atol, min_agreement=min_agreement,
                           rtol=rtol, **loading.kwargs())

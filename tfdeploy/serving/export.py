@@ -6,7 +6,7 @@ will happily serve a half-copied one. So the whole version — SavedModel, warmu
 into place in one step; a failed or interrupted export leaves no numeric directory behind.
 
 Example:
-    >>> from tfdeploy.serving_export import ExportConfig, export
+    >>> from tfdeploy.serving.export import ExportConfig, export
     >>> report = export(ExportConfig("example/model.keras", "models/fashion"))   # doctest: +SKIP
     >>> report.version_dir
     'models/fashion/1'
@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tfdeploy import backend, faults
-from tfdeploy.data import Dataset
+from tfdeploy.model.data import Dataset
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO
 from tfdeploy.files import staged_directory
-from tfdeploy.model import load_model
+from tfdeploy.model.loading import load_model
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Report
-from tfdeploy.signature import read_signatures
-from tfdeploy.warmup import WarmupReport, write_warmup
+from tfdeploy.serving.signature import read_signatures
+from tfdeploy.serving.warmup import WarmupReport, write_warmup
 
 TFLITE_FILE = "model.tflite"  # what TF Serving's --prefer_tflite_model loads from a version directory
 DEFAULT_SIGNATURE = "serving_default"

@@ -29,7 +29,7 @@ from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
-from tfdeploy.predictors import is_saved_model_dir, predictor_for_file
+from tfdeploy.measure.predictors import is_saved_model_dir, predictor_for_file
 from tfdeploy.progress import ProgressLike, Task, as_progress
 from tfdeploy.report import Block, Image, Table, Text, Report
 
@@ -220,7 +220,7 @@ def request_inputs(io: ModelIO, batch: int, data: Any, seed: int) -> Arrays:
     """One request's named inputs: the first ``batch`` samples of ``data`` (cycled), else synthesized."""
     if data is None:
         return synthesize(io, batch, np.random.default_rng(seed))
-    from tfdeploy.data import read_data
+    from tfdeploy.model.data import read_data
 
     x = read_data(data, io, hold_out=False).x
     index = np.arange(batch) % batch_size(x)
@@ -274,8 +274,8 @@ def bench(config: BenchConfig) -> BenchReport:
                 stats=LatencyStats.of(latencies), throughput_rps=len(latencies) / load.wall_s,
                 throughput_samples_s=len(latencies) * batch / load.wall_s, errors=len(load.errors)))
         if config.cold_start:
-            from tfdeploy.coldstart import measure_cold_start
-            from tfdeploy.warmup import WARMUP_FILE
+            from tfdeploy.measure.coldstart import measure_cold_start
+            from tfdeploy.serving.warmup import WARMUP_FILE
 
             modes = [False] + ([True] if is_saved_model_dir(path) and (path / WARMUP_FILE).is_file() else [])
             with say.task(f"  {path.name}: cold start in fresh processes", total=len(modes), unit="process") as task:
@@ -369,8 +369,8 @@ def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, war
     Raises:
         TfdeployError: If a version cannot be loaded or N+1 has no warmup file while ``warm``.
     """
-    from tfdeploy.predictors import saved_model_predictor
-    from tfdeploy.warmup import WARMUP_FILE, read_warmup, replay_warmup
+    from tfdeploy.measure.predictors import saved_model_predictor
+    from tfdeploy.serving.warmup import WARMUP_FILE, read_warmup, replay_warmup
 
     old_path, new_path = Path(old_version), Path(new_version)
     for path in (old_path, new_path):
@@ -467,7 +467,7 @@ def hot_swap_in_fresh_process(old_version: str | os.PathLike, new_version: str |
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "tfdeploy.benchmark", str(old_version), str(new_version),
+    command = [sys.executable, "-m", "tfdeploy.measure.benchmark", str(old_version), str(new_version),
                "--concurrency", str(concurrency), "--steady-s", str(steady_s), "--after-s", str(after_s),
                "--batch-size", str(batch_size), "--seed", str(seed)] + (["--warm"] if warm else [])
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,

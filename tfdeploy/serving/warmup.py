@@ -23,12 +23,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tfdeploy import backend, faults
-from tfdeploy.data import Dataset, ModelData, read_data
+from tfdeploy.model.data import Dataset, ModelData, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import atomic_path, refuse_existing
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
 from tfdeploy.report import Report
-from tfdeploy.signature import PREDICT_METHOD, SignatureInfo, read_signatures
+from tfdeploy.serving.signature import PREDICT_METHOD, SignatureInfo, read_signatures
 
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (kMaxNumRecords in saved_model_warmup_util)
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"

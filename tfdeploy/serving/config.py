@@ -15,10 +15,10 @@ Generates a directory to mount into the official ``tensorflow/serving`` image:
   ``kserve.yaml`` (KServe ``InferenceService``), ``README.md``.
 
 Every ``.config``/``.txt`` file is produced from protobuf messages and parsed back before it is
-written (:mod:`tfdeploy.serving_schemas`).
+written (:mod:`tfdeploy.serving.schemas`).
 
 Example:
-    >>> from tfdeploy.serving_config import ServedModel, ServingConfig, write_serving_config
+    >>> from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
     >>> report = write_serving_config(ServingConfig([ServedModel("fashion", "models/fashion")], "serving"))  # doctest: +SKIP
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
-from tfdeploy.recipes import VersionPolicy
+from tfdeploy.compression.choices import VersionPolicy
 from tfdeploy.files import staged_directory
 from tfdeploy.report import Report
 
@@ -115,7 +115,7 @@ class ServingConfig:
 
 
 def _validate_model(model: ServedModel) -> None:
-    from tfdeploy.serving_export import existing_versions
+    from tfdeploy.serving.export import existing_versions
 
     if not model.name or "/" in model.name:
         raise TfdeployError(f"A model name is a non-empty name without '/'. Received: name={model.name!r}")
@@ -172,7 +172,7 @@ def model_server_config(config: ServingConfig) -> Any:
 
 def batching_parameters(config: ServingConfig) -> Any:
     """The ``BatchingParameters`` proto."""
-    from tfdeploy.serving_schemas import load_schemas
+    from tfdeploy.serving.schemas import load_schemas
 
     params = load_schemas().BatchingParameters()
     params.max_batch_size.value = config.max_batch_size
@@ -187,7 +187,7 @@ def platform_config(config: ServingConfig) -> Any:
     """The ``PlatformConfigMap`` proto carrying the hot-update latency-spike fixes."""
     from tensorflow_serving.config import platform_config_pb2
 
-    from tfdeploy.serving_schemas import load_schemas
+    from tfdeploy.serving.schemas import load_schemas
 
     adapter = load_schemas().SavedModelBundleSourceAdapterConfig()
     legacy = adapter.legacy_config
@@ -210,7 +210,7 @@ def platform_config(config: ServingConfig) -> Any:
 
 def monitoring_config(config: ServingConfig) -> Any:
     """The ``MonitoringConfig`` proto (Prometheus on the REST port)."""
-    from tfdeploy.serving_schemas import load_schemas
+    from tfdeploy.serving.schemas import load_schemas
 
     monitoring = load_schemas().MonitoringConfig()
     monitoring.prometheus_config.enable = True
@@ -222,7 +222,7 @@ def _text(message: Any) -> str:
     """Text format of ``message``, parsed back with the same schema to prove it round-trips."""
     from google.protobuf import text_format
 
-    from tfdeploy.serving_schemas import load_schemas
+    from tfdeploy.serving.schemas import load_schemas
 
     pool = load_schemas().pool
     text = text_format.MessageToString(message, descriptor_pool=pool)

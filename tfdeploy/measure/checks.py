@@ -26,10 +26,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tfdeploy import backend, faults
-from tfdeploy.data import Dataset, read_data
+from tfdeploy.model.data import Dataset, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, sample, synthesize, top1
-from tfdeploy.predictors import Predictor, is_plain_saved_model, predictor_for_file
+from tfdeploy.measure.predictors import Predictor, is_plain_saved_model, predictor_for_file
 from tfdeploy.report import Block, Table, Text, Report
 
 RANDOM_LAYERS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
@@ -239,7 +239,7 @@ def _find_causes(path: Path, custom_objects: Mapping[str, Any] | None, safe_mode
     if is_plain_saved_model(path):
         loaded = backend.tf().saved_model.load(str(path))
         return [c for f in loaded.signatures.values() for c in graph_causes(f)]
-    from tfdeploy.model import load_model
+    from tfdeploy.model.loading import load_model
 
     tf = backend.tf()
     model = load_model(path, custom_objects=custom_objects, safe_mode=safe_mode).model

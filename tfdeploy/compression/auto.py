@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfdeploy import backend, faults
-from tfdeploy.compression import CompressConfig, CompressionSession, VariantReport
+from tfdeploy.compression.session import CompressConfig, CompressionSession, VariantReport
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays
-from tfdeploy.tflite import converter_for, representative_dataset
-from tfdeploy.recipes import Objective, Recipe
+from tfdeploy.compression.tflite import converter_for, representative_dataset
+from tfdeploy.compression.choices import Objective, Recipe
 from tfdeploy.report import Block, Table, Text, Report, format_bytes
 
 
@@ -193,8 +193,8 @@ def sensitive_tensors(session: CompressionSession, representative: Arrays) -> li
 
 def _selective_int8(session: CompressionSession, denylisted: Sequence[str], representative: Arrays,
                     name: str) -> VariantReport:
-    from tfdeploy.compression import Artifact
-    from tfdeploy.predictors import tflite_predictor
+    from tfdeploy.compression.session import Artifact
+    from tfdeploy.measure.predictors import tflite_predictor
 
     tf = backend.tf()
     start = time.perf_counter()

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy.data import Dataset
+from tfdeploy.model.data import Dataset
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Report
 
-EXAMPLE_DATA_PATH = Path(__file__).parent / "example_data" / "fashion_mnist_subset.npz"
+EXAMPLE_DATA_PATH = Path(__file__).parents[1] / "example_data" / "fashion_mnist_subset.npz"
 SHIPPED_MODEL_PATH = EXAMPLE_DATA_PATH.parent / "mobilenetv2_fashion.keras"
 TRAINING_RECORD_PATH = EXAMPLE_DATA_PATH.parent / "training_record.json"
 EXAMPLE_ALPHA = 0.35
@@ -263,7 +263,7 @@ def prepare_example(out_dir: str | os.PathLike, train: bool = False, epochs: int
         >>> print(prepare_example("example"))      # doctest: +SKIP
     """
     from tfdeploy.files import ensure_writable, write_atomic
-    from tfdeploy.model import load_model, save_model
+    from tfdeploy.model.loading import load_model, save_model
 
     say = as_progress(progress)
     out = Path(out_dir)

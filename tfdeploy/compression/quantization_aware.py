@@ -1,4 +1,4 @@
-"""TFMOT quantization-aware training on the flat tf_keras copy of a model (:mod:`tfdeploy.bridge`).
+"""TFMOT quantization-aware training on the flat tf_keras copy of a model (:mod:`tfdeploy.compression.bridge`).
 
 Which layers get fake-quantization is decided per layer before anything trains: a layer is
 annotated only if TFMOT's 8-bit registry supports it *and* its quantize config accepts this

@@ -2,7 +2,7 @@
 
 A fresh process is the only honest cold start: TF's lazy initialisation (graph optimisation,
 kernel selection, allocator growth) has happened in any process that already ran the model.
-``python -m tfdeploy.coldstart ARTIFACT [--replay-warmup]`` loads the artifact, optionally
+``python -m tfdeploy.measure.coldstart ARTIFACT [--replay-warmup]`` loads the artifact, optionally
 replays its warmup file the way TF Serving does, then times the first real request and a
 steady-state series, and prints JSON.
 
@@ -31,8 +31,8 @@ def _measure_here(artifact: str, replay: bool, steady_calls: int, signature_name
     import numpy as np
 
     from tfdeploy.io_spec import synthesize
-    from tfdeploy.predictors import is_plain_saved_model, predictor_for_file, saved_model_predictor
-    from tfdeploy.warmup import WARMUP_FILE, read_warmup, replay_warmup
+    from tfdeploy.measure.predictors import is_plain_saved_model, predictor_for_file, saved_model_predictor
+    from tfdeploy.serving.warmup import WARMUP_FILE, read_warmup, replay_warmup
 
     path = Path(artifact)
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def measure_cold_start(artifact: str | os.PathLike, replay_warmup: bool, steady_
     Raises:
         TfdeployError: If the child process fails (its last error line is included).
     """
-    command = [sys.executable, "-m", "tfdeploy.coldstart", str(artifact), "--steady-calls", str(steady_calls),
+    command = [sys.executable, "-m", "tfdeploy.measure.coldstart", str(artifact), "--steady-calls", str(steady_calls),
                "--signature", signature_name] + (["--replay-warmup"] if replay_warmup else [])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)

@@ -356,7 +356,7 @@ def write_inference_savedmodel(model: Any, directory: str, io: Any, signatures: 
     Keras 3 models go through ``keras.export.ExportArchive`` (a plain ``tf.Module`` wrapper leaves
     Keras 3 variables unfrozen for the TFLite converter); tf_keras models and plain SavedModels
     through a ``tf.Module`` that also tracks the variables of any Keras 3 layer inside (see
-    :mod:`tfdeploy.bridge`). The inference call uses ``training=False``.
+    :mod:`tfdeploy.compression.bridge`). The inference call uses ``training=False``.
 
     Args:
         model: A Keras 3 or tf_keras model, or a :class:`SavedModelFunction`.

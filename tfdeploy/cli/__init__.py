@@ -1,0 +1,1 @@
+from tfdeploy.cli.commands import main  # noqa: F401

@@ -1,0 +1,3 @@
+from tfdeploy.cli.commands import main
+
+main()

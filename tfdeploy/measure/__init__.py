@@ -1,0 +1,19 @@
+"""Step 6, measurement: run any artifact and measure it — latency percentiles under load, cold start,
+hot swap, determinism and parity.
+
+Modules: :mod:`~tfdeploy.measure.predictors` (one interface over Keras, SavedModel and LiteRT),
+:mod:`~tfdeploy.measure.benchmark` (``bench``), :mod:`~tfdeploy.measure.coldstart`,
+:mod:`~tfdeploy.measure.checks` (determinism and parity).
+
+Example:
+    >>> from tfdeploy.measure import BenchConfig, bench
+    >>> report = bench(BenchConfig("models/clf/1"))     # doctest: +SKIP
+"""
+
+from tfdeploy._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "bench": "tfdeploy.measure.benchmark", "BenchConfig": "tfdeploy.measure.benchmark",
+    "hot_swap": "tfdeploy.measure.benchmark", "check_determinism": "tfdeploy.measure.checks",
+    "check_parity": "tfdeploy.measure.checks",
+})
