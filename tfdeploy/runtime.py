@@ -179,10 +179,7 @@ def seed_everything(seed: int, deterministic_ops: bool = False) -> SeedReport:
 
 def op_determinism_enabled() -> bool:
     """Whether TensorFlow op determinism is on in this process."""
-    from tensorflow.python.framework import config as tf_config
-
-    backend.tf()
-    return bool(tf_config.is_op_determinism_enabled())
+    return bool(backend.tf_internal("framework_config").is_op_determinism_enabled())
 
 
 @dataclasses.dataclass

@@ -1,2 +1,31 @@
-from tfdeploy.backend.modules import *  # noqa: F401,F403  (temporary facade)
-from tfdeploy.backend.modules import _shape  # noqa: F401
+"""The only package that imports TensorFlow, Keras 3, tf_keras, TFMOT and LiteRT.
+
+Everything else in tfdeploy asks it for them, so that ``import tfdeploy`` and ``tfdeploy --help``
+stay fast and the Keras 2/3 split is handled in one place (``tests/unit/test_layout.py`` fails if
+another module imports them).
+
+Modules: :mod:`~tfdeploy.backend.imports` (the modules themselves, imported on first use),
+:mod:`~tfdeploy.backend.models` (which Keras holds a model, its named inputs and outputs, calling
+it), :mod:`~tfdeploy.backend.saving` (named-signature SavedModels) and
+:mod:`~tfdeploy.backend.litert` (the ``.tflite`` runtime).
+
+Example:
+    >>> from tfdeploy import backend
+    >>> tf = backend.tf()                          # doctest: +SKIP
+    >>> backend.flavour_of(model)                  # doctest: +SKIP
+    <KerasFlavour.KERAS3: 'keras3'>
+"""
+
+from tfdeploy.backend.imports import (KerasFlavour, keras3, protobuf_decode_error, tf, tf_internal, tf_keras,
+                                      tf_proto, tfmot, tfmot_internal, version_of)
+from tfdeploy.backend.litert import tflite_interpreter
+from tfdeploy.backend.models import (RECURRENT_LAYERS, SavedModelFunction, call_flat, call_model, dtype_name,
+                                     flavour_of, keras3_variables_inside, keras_module_for, leaf_layers, model_io,
+                                     nested_models, progress_callback, recurrent_layers, rescales_inputs)
+from tfdeploy.backend.saving import tensor_spec, write_inference_savedmodel
+
+__all__ = ["KerasFlavour", "RECURRENT_LAYERS", "SavedModelFunction", "call_flat", "call_model", "dtype_name",
+           "flavour_of", "keras3", "keras3_variables_inside", "keras_module_for", "leaf_layers", "model_io",
+           "nested_models", "progress_callback", "protobuf_decode_error", "recurrent_layers", "rescales_inputs",
+           "tensor_spec", "tf", "tf_internal", "tf_keras", "tf_proto", "tflite_interpreter", "tfmot",
+           "tfmot_internal", "version_of", "write_inference_savedmodel"]

@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfdeploy import faults
+from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.compression.choices import VersionPolicy
 from tfdeploy.files import staged_directory
@@ -152,7 +152,7 @@ def _served_versions(model: ServedModel, found: list[int]) -> list[int]:
 
 def model_server_config(config: ServingConfig) -> Any:
     """The ``ModelServerConfig`` proto for ``models.config``."""
-    from tensorflow_serving.config import model_server_config_pb2
+    model_server_config_pb2 = backend.tf_proto("model_server_config_pb2")
 
     server = model_server_config_pb2.ModelServerConfig()
     for model in config.models:
@@ -185,7 +185,7 @@ def batching_parameters(config: ServingConfig) -> Any:
 
 def platform_config(config: ServingConfig) -> Any:
     """The ``PlatformConfigMap`` proto carrying the hot-update latency-spike fixes."""
-    from tensorflow_serving.config import platform_config_pb2
+    platform_config_pb2 = backend.tf_proto("platform_config_pb2")
 
     from tfdeploy.serving.schemas import load_schemas
 

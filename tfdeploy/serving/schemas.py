@@ -101,9 +101,8 @@ def load_schemas() -> Schemas:
     """Returns the message classes (TF Serving's own if importable, else the mirror)."""
     from tfdeploy import backend
 
-    backend.tf()  # registers tensorflow/core/protobuf/config.proto in the default pool
+    backend.tf_proto("config_pb2")  # registers tensorflow/core/protobuf/config.proto in the default pool
     from google.protobuf import descriptor_pool, message_factory, wrappers_pb2  # noqa: F401
-    from tensorflow.core.protobuf import config_pb2  # noqa: F401
 
     pool = descriptor_pool.Default()
     try:
