@@ -20,9 +20,11 @@ from typing import Any, Mapping, Sequence
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
-from tfdeploy.compression.choices import DEFAULT_DEPLOY_RECIPES, Int8Granularity, Recipe
+from tfdeploy.compression.choices import Int8Granularity, Recipe
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Heading, Report, Table, Text
+
+DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PTQ_INT8, Recipe.PRUNE_INT8, Recipe.QAT)
 
 
 @dataclasses.dataclass

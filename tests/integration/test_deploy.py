@@ -8,7 +8,8 @@ from cli_process import TF_NATIVE_LINE, tfdeploy
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.pipeline import DeployConfig, deploy
-from tfdeploy.compression.choices import DEFAULT_DEPLOY_RECIPES, Recipe
+from tfdeploy.compression.choices import Recipe
+from tfdeploy.pipeline import DEFAULT_DEPLOY_RECIPES
 
 
 def test_deploy_serves_a_tflite_variant_of_a_user_model(compress_inputs, tmp_path):

@@ -7,7 +7,7 @@ from tensorflow_serving.config import model_server_config_pb2, platform_config_p
 
 from tfdeploy.cli import main
 from tfdeploy.errors import TfdeployError
-from tfdeploy.compression.choices import VersionPolicy
+from tfdeploy.serving.config import VersionPolicy
 from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
 from tfdeploy.serving.schemas import load_schemas
 

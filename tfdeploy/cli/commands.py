@@ -24,7 +24,9 @@ from tfdeploy.console import Console, capture_native_output
 from tfdeploy.errors import TfdeployError
 from tfdeploy.model.examples import EXAMPLE_ALPHA, EXAMPLE_IMAGE_SIZE
 from tfdeploy.progress import Progress, auto_progress
-from tfdeploy.compression.choices import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Objective, Recipe, VersionPolicy
+from tfdeploy.compression.choices import Int8Granularity, IoDtype, Objective, Recipe
+from tfdeploy.pipeline import DEFAULT_DEPLOY_RECIPES
+from tfdeploy.serving.config import VersionPolicy
 
 
 @dataclasses.dataclass

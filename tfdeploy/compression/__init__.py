@@ -18,6 +18,8 @@ from tfdeploy._lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(__name__, {
     "compress": "tfdeploy.compression.session", "CompressConfig": "tfdeploy.compression.session",
     "CompressionReport": "tfdeploy.compression.session", "VariantReport": "tfdeploy.compression.session",
-    "Recipe": "tfdeploy.compression.choices", "auto_compress": "tfdeploy.compression.auto",
+    "Recipe": "tfdeploy.compression.choices", "IoDtype": "tfdeploy.compression.choices",
+    "Int8Granularity": "tfdeploy.compression.choices", "Objective": "tfdeploy.compression.choices",
+    "auto_compress": "tfdeploy.compression.auto",
     "AutoConfig": "tfdeploy.compression.auto",
 })

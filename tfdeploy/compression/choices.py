@@ -59,14 +59,6 @@ class Objective(str, enum.Enum):
     LATENCY = "latency"  # median single-example latency in the serving runtime
 
 
-class VersionPolicy(str, enum.Enum):
-    """Which versions TF Serving keeps loaded (``model_version_policy`` in ``models.config``)."""
-
-    LATEST = "latest"
-    SPECIFIC = "specific"
-    ALL = "all"
-
-
 class Recipe(str, enum.Enum):
     """Compression recipes, in the order ``all`` runs them."""
 
@@ -115,7 +107,6 @@ class Recipe(str, enum.Enum):
         return recipes
 
 
-DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PTQ_INT8, Recipe.PRUNE_INT8, Recipe.QAT)
 
 _SPECS = {
     Recipe.STRIP: RecipeSpec("save without optimizer state", needs_data=False, output=".keras"),

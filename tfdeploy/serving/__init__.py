@@ -18,5 +18,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "export": "tfdeploy.serving.export", "ExportConfig": "tfdeploy.serving.export",
     "write_warmup": "tfdeploy.serving.warmup", "read_warmup": "tfdeploy.serving.warmup",
     "verify": "tfdeploy.serving.verification", "ServingConfig": "tfdeploy.serving.config",
-    "ServedModel": "tfdeploy.serving.config", "write_serving_config": "tfdeploy.serving.config",
+    "ServedModel": "tfdeploy.serving.config", "VersionPolicy": "tfdeploy.serving.config", "write_serving_config": "tfdeploy.serving.config",
 })

@@ -25,19 +25,27 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
-from tfdeploy.compression.choices import VersionPolicy
 from tfdeploy.files import staged_directory
 from tfdeploy.report import Report
 
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/config"
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+class VersionPolicy(str, enum.Enum):
+    """Which versions TF Serving keeps loaded (``model_version_policy`` in ``models.config``)."""
+
+    LATEST = "latest"
+    SPECIFIC = "specific"
+    ALL = "all"
 
 
 @dataclasses.dataclass
