@@ -17,8 +17,9 @@ from pathlib import Path
 from tfdeploy import runtime
 from tfdeploy.model import examples
 from tfdeploy.compression.auto import AutoConfig, auto_compress
-from tfdeploy.compression.session import CompressConfig
-from tfdeploy.compression.choices import Int8Granularity, Objective
+from tfdeploy.compression import CompressConfig
+from tfdeploy.compression.auto import Objective
+from tfdeploy.compression.tflite import Int8Granularity
 
 
 def main() -> None:

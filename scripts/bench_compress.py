@@ -19,8 +19,9 @@ from pathlib import Path
 
 from tfdeploy import runtime
 from tfdeploy.model import examples
-from tfdeploy.compression.session import CompressConfig, compress
-from tfdeploy.compression.choices import Int8Granularity, Recipe
+from tfdeploy.compression import CompressConfig, compress
+from tfdeploy.compression.recipes import Recipe
+from tfdeploy.compression.tflite import Int8Granularity
 
 INT8 = ("qat", "prune-qat", "cluster-qat", "ptq-int8", "prune-int8")
 

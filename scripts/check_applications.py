@@ -63,8 +63,8 @@ def build(name: str, flavour: str, size: int, root: Path) -> tuple[Path, Path]:
 
 def check(name: str, out: Path) -> dict:
     from tfdeploy.measure.checks import check_parity
-    from tfdeploy.compression.session import CompressConfig, compress
-    from tfdeploy.compression.choices import Recipe
+    from tfdeploy.compression import CompressConfig, compress
+    from tfdeploy.compression.recipes import Recipe
     from tfdeploy.serving.export import ExportConfig, export
     from tfdeploy.serving.verification import verify
 

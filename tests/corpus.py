@@ -313,9 +313,9 @@ def run_steps(entry: Entry, model_path: Any, data_path: Any, out: Any, epochs: i
     from pathlib import Path
 
     from tfdeploy.measure.checks import check_parity
-    from tfdeploy.compression.session import CompressConfig, compress
+    from tfdeploy.compression import CompressConfig, compress
     from tfdeploy.errors import TfdeployError
-    from tfdeploy.compression.choices import Recipe
+    from tfdeploy.compression.recipes import Recipe
     from tfdeploy.serving.export import ExportConfig, export
     from tfdeploy.serving.verification import verify
 

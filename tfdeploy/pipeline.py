@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
-from tfdeploy.compression.choices import Int8Granularity, Recipe
+from tfdeploy.compression.recipes import Recipe
+from tfdeploy.compression.tflite import Int8Granularity
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Heading, Report, Table, Text
 
@@ -122,7 +123,7 @@ def deploy(config: DeployConfig) -> DeployReport:
     """
     from tfdeploy import runtime
     from tfdeploy.measure.benchmark import BenchConfig, bench
-    from tfdeploy.compression.session import CompressConfig, compress
+    from tfdeploy.compression import CompressConfig, compress
     from tfdeploy.model.examples import prepare_example
     from tfdeploy.serving.export import ExportConfig, export
     from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config

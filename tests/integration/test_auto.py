@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from tfdeploy.compression.auto import AutoConfig, Candidate, auto_compress
 from tfdeploy.cli import main
-from tfdeploy.compression.session import CompressConfig
+from tfdeploy.compression import CompressConfig
 from tfdeploy.errors import TfdeployError
-from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.recipes import Recipe
 
 
 @pytest.fixture(scope="module")

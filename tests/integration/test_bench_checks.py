@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from tfdeploy.measure.benchmark import BenchConfig, bench, hot_swap
 from tfdeploy.measure.checks import check_determinism, check_parity
 from tfdeploy.cli import main
-from tfdeploy.compression.session import CompressConfig, compress
+from tfdeploy.compression import CompressConfig, compress
 from tfdeploy.serving.export import ExportConfig, export
-from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.recipes import Recipe
 
 
 @pytest.fixture(scope="module")

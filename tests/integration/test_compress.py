@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from tfdeploy import backend
-from tfdeploy.compression.session import CompressConfig, compress
+from tfdeploy.compression import CompressConfig, compress
 from tfdeploy.errors import TfdeployError
 from tfdeploy.model.loading import load_model
-from tfdeploy.compression.choices import Int8Granularity, IoDtype, Recipe
+from tfdeploy.compression.recipes import Recipe
+from tfdeploy.compression.tflite import Int8Granularity, IoDtype
 from tfdeploy.backend import tflite_interpreter
 from tfdeploy.compression.tflite import tensor_dtypes
 

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 import corpus
 from tfdeploy import backend
 from tfdeploy.cli import main
-from tfdeploy.compression.session import CompressConfig, compress
+from tfdeploy.compression import CompressConfig, compress
 from tfdeploy.model.loading import load_model
-from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.recipes import Recipe
 from tfdeploy.serving.signature import read_signatures
 from tfdeploy.compression.tflite import tensor_dtypes
 from tfdeploy.serving.warmup import WARMUP_FILE, read_warmup, request_inputs

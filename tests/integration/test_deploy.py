@@ -8,7 +8,7 @@ from cli_process import TF_NATIVE_LINE, tfdeploy
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.pipeline import DeployConfig, deploy
-from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.recipes import Recipe
 from tfdeploy.pipeline import DEFAULT_DEPLOY_RECIPES
 
 

@@ -196,8 +196,8 @@ def test_missing_signature_and_non_numeric_directory(exported, tmp_path):
 
 
 def test_tflite_variant_is_exported_beside_its_savedmodel(compress_inputs, tmp_path):
-    from tfdeploy.compression.session import CompressConfig, compress
-    from tfdeploy.compression.choices import Recipe
+    from tfdeploy.compression import CompressConfig, compress
+    from tfdeploy.compression.recipes import Recipe
 
     compress(CompressConfig(compress_inputs["keras3"], tmp_path / "c", recipes=[Recipe.PTQ_DYNAMIC], latency_repeats=2))
     tflite = tmp_path / "c" / "ptq-dynamic.tflite"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tfdeploy.errors import TfdeployError
-from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.recipes import Recipe
 from tfdeploy.report import Report, format_bytes, format_table
 
 

@@ -16,10 +16,11 @@ Example:
 from tfdeploy._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "compress": "tfdeploy.compression.session", "CompressConfig": "tfdeploy.compression.session",
-    "CompressionReport": "tfdeploy.compression.session", "VariantReport": "tfdeploy.compression.session",
-    "Recipe": "tfdeploy.compression.choices", "IoDtype": "tfdeploy.compression.choices",
-    "Int8Granularity": "tfdeploy.compression.choices", "Objective": "tfdeploy.compression.choices",
+    "compress": "tfdeploy.compression.session", "CompressionSession": "tfdeploy.compression.session",
+    "CompressConfig": "tfdeploy.compression.config", "CompressionReport": "tfdeploy.compression.report",
+    "VariantReport": "tfdeploy.compression.report", "Recipe": "tfdeploy.compression.recipes",
+    "REGISTRY": "tfdeploy.compression.recipes", "RecipeSpec": "tfdeploy.compression.registry",
+    "IoDtype": "tfdeploy.compression.tflite", "Int8Granularity": "tfdeploy.compression.tflite",
+    "Objective": "tfdeploy.compression.auto", "AutoConfig": "tfdeploy.compression.auto",
     "auto_compress": "tfdeploy.compression.auto",
-    "AutoConfig": "tfdeploy.compression.auto",
 })

@@ -1,6 +1,7 @@
 """Accuracy-aware compression: the smallest (or fastest) variant within an accuracy budget.
 
-Candidates are tried in order of expected gain (:data:`CANDIDATES`, data rather than code). Each
+Candidates are the recipes registered with an :class:`~tfdeploy.compression.registry.AutoHint`,
+tried in order of expected gain (:data:`CANDIDATES`). Each
 is measured on the labelled validation set; the search stops early once a candidate meets the
 budget and no remaining candidate is expected to beat it, and respects ``max_trials`` and
 ``timeout_s``. When full-int8 misses the budget, the layers whose quantization hurts most are
@@ -17,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import re
 import shutil
@@ -25,13 +27,24 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfdeploy import backend, faults
-from tfdeploy.compression.session import CompressConfig, CompressionSession, VariantReport
+from tfdeploy.compression.config import CompressConfig
+from tfdeploy.compression.registry import Artifact
+from tfdeploy.compression.report import VariantReport
+from tfdeploy.compression.session import CompressionSession
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.io_spec import Arrays
+from tfdeploy.measure.predictors import tflite_predictor
 from tfdeploy.compression.tflite import converter_for, representative_dataset
-from tfdeploy.compression.choices import Objective, Recipe
+from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.report import Block, Table, Text, Report, format_bytes
+
+
+class Objective(str, enum.Enum):
+    """What ``compress --auto`` minimises among the candidates within the accuracy budget."""
+
+    SIZE = "size"        # gzip bytes: what is stored and shipped
+    LATENCY = "latency"  # median single-example latency in the serving runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +62,10 @@ class Candidate:
     expected_latency: float
 
 
-# In order of expected gain; measured on the built-in example (docs/benchmarks.md).
-CANDIDATES: tuple[Candidate, ...] = (
-    Candidate(Recipe.PTQ_INT8, expected_size=0.25, expected_latency=0.010),
-    Candidate(Recipe.PRUNE_INT8, expected_size=0.18, expected_latency=0.010),
-    Candidate(Recipe.CLUSTER_QAT, expected_size=0.22, expected_latency=0.010),
-    Candidate(Recipe.QAT, expected_size=0.30, expected_latency=0.010),
-    Candidate(Recipe.PTQ_FLOAT16, expected_size=0.47, expected_latency=0.010),
-    Candidate(Recipe.PTQ_DYNAMIC, expected_size=0.30, expected_latency=0.012),
-)
+# From the registry, in order of expected gain (the hints were measured on the built-in example, docs/benchmarks.md).
+CANDIDATES: tuple[Candidate, ...] = tuple(
+    Candidate(Recipe(spec.name), spec.auto.expected_size, spec.auto.expected_latency)  # type: ignore[union-attr]
+    for spec in REGISTRY.candidates())
 SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, tried in turn
 AUTO_REPORTS = ("auto_report.json", "auto_report.md")
 
@@ -193,9 +201,6 @@ def sensitive_tensors(session: CompressionSession, representative: Arrays) -> li
 
 def _selective_int8(session: CompressionSession, denylisted: Sequence[str], representative: Arrays,
                     name: str) -> VariantReport:
-    from tfdeploy.compression.session import Artifact
-    from tfdeploy.measure.predictors import tflite_predictor
-
     tf = backend.tf()
     start = time.perf_counter()
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted))
@@ -239,25 +244,42 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     budget = config.max_accuracy_drop * (100 * base) / 100 if config.relative else config.max_accuracy_drop
     budget_text = (f"{config.max_accuracy_drop}% of {100 * base:.2f}% = {budget:.3f} points" if config.relative
                    else f"{budget} points")
-    say = session.progress
-    start = time.perf_counter()
+    trials, best, stopped = _search(config, session, base, budget)
+    chosen_name, chosen_path = _publish_choice(config, session, best, trials)
+    report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, budget=budget_text,
+                        original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
+                        stopped_because=stopped if best else "no candidate met the budget: the original stays")
+    write_atomic(out_dir / AUTO_REPORTS[0], report.to_json())
+    write_atomic(out_dir / AUTO_REPORTS[1], "# Accuracy-aware compression\n\n" + report.to_markdown(relative_to=out_dir))
+    return report
+
+
+def _stop_reason(config: AutoConfig, session: CompressionSession, index: int, elapsed: float,
+                 best: Trial | None) -> str | None:
+    """Why the search stops before candidate ``index`` (``None``: go on)."""
+    if config.max_trials is not None and index >= config.max_trials:
+        return f"max trials ({config.max_trials}) reached"
+    if config.timeout_s is not None and elapsed > config.timeout_s:
+        return f"timeout ({config.timeout_s} s) reached"
+    if best is not None:
+        original = session.original
+        expected = [(c.expected_size * original.gzip_bytes if config.objective is Objective.SIZE
+                     else c.expected_latency * original.latency_ms) for c in config.candidates[index:]]
+        if min(expected) >= _score(best, config.objective):
+            return f"{best.name} meets the budget and no remaining candidate is expected to beat it"
+    return None
+
+
+def _search(config: AutoConfig, session: CompressionSession, base: float,
+            budget: float) -> tuple[list[Trial], Trial | None, str]:
+    """Tries the candidates in turn; returns the trials, the best within budget and why the search stopped."""
+    say, start = session.progress, time.perf_counter()
     trials: list[Trial] = []
     best: Trial | None = None
-    stopped = "every candidate tried"
     for index, candidate in enumerate(config.candidates):
-        if config.max_trials is not None and index >= config.max_trials:
-            stopped = f"max trials ({config.max_trials}) reached"
-            break
-        if config.timeout_s is not None and time.perf_counter() - start > config.timeout_s:
-            stopped = f"timeout ({config.timeout_s} s) reached"
-            break
-        if best is not None:
-            remaining = config.candidates[index:]
-            expected = [(c.expected_size * session.original.gzip_bytes if config.objective is Objective.SIZE
-                         else c.expected_latency * session.original.latency_ms) for c in remaining]
-            if min(expected) >= _score(best, config.objective):
-                stopped = f"{best.name} meets the budget and no remaining candidate is expected to beat it"
-                break
+        stopped = _stop_reason(config, session, index, time.perf_counter() - start, best)
+        if stopped:
+            return trials, best, stopped
         began = time.perf_counter()
         variant = session.run_recipe(candidate.recipe, label=f"[trial {index + 1}] ")
         trial = _trial(variant, base, budget, time.perf_counter() - began)
@@ -271,13 +293,7 @@ def auto_compress(config: AutoConfig) -> AutoReport:
             trial = _selective_search(session, base, budget, trials) or trial
         if trial.passed and (best is None or _score(trial, config.objective) < _score(best, config.objective)):
             best = trial
-    chosen_name, chosen_path = _publish_choice(config, session, best, trials)
-    report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, budget=budget_text,
-                        original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
-                        stopped_because=stopped if best else "no candidate met the budget: the original stays")
-    write_atomic(out_dir / AUTO_REPORTS[0], report.to_json())
-    write_atomic(out_dir / AUTO_REPORTS[1], "# Accuracy-aware compression\n\n" + report.to_markdown(relative_to=out_dir))
-    return report
+    return trials, best, "every candidate tried"
 
 
 def _selective_search(session: CompressionSession, base: float, budget: float, trials: list[Trial]) -> Trial | None:

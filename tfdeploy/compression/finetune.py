@@ -154,3 +154,39 @@ def batch_norm_layers(model: Any) -> list[Any]:
         if type(inner).__name__ in ("BatchNormalization", "SyncBatchNormalization"):
             found.append(inner)
     return found
+
+
+class Trainer:
+    """Fine-tunes models of one session on its data, towards labels and the original's outputs.
+
+    Args:
+        io: The model's inputs and outputs.
+        data: Training inputs ``x`` and labels ``y`` (``y`` may lack some outputs).
+        teacher: Returns the original model's outputs on given inputs (targets of unlabelled outputs).
+        options: Epochs, batch size, learning rate, seed.
+        progress: Where fitting is shown.
+
+    Example:
+        >>> Trainer(io, data, original.predict, FitOptions(epochs=1), progress).fine_tune(model, "prune")  # doctest: +SKIP
+    """
+
+    def __init__(self, io: ModelIO, data: Any, teacher: Any, options: FitOptions, progress: Any) -> None:
+        self.io, self.data, self._teacher, self.options, self.progress = io, data, teacher, options, progress
+        self._teacher_outputs: Arrays | None = None
+
+    def teacher_outputs(self) -> Arrays:
+        """The original model's outputs on the training inputs (computed once)."""
+        if self._teacher_outputs is None:
+            self._teacher_outputs = self._teacher(self.data.x)
+        return self._teacher_outputs
+
+    def fine_tune(self, model: Any, label: str, callbacks: Sequence[Any] = (), freeze_batch_norm: bool = False) -> None:
+        """Fine-tunes ``model`` in place (see :class:`FitOptions` for ``freeze_batch_norm``)."""
+        targets = training_targets(self.io, self.data.y, self.teacher_outputs())
+        fit(model, self.data.x, targets, dataclasses.replace(self.options, freeze_batch_norm=freeze_batch_norm),
+            callbacks, self.progress, label)
+
+    def steps(self) -> int:
+        """Optimizer steps of one fine-tuning run."""
+        samples = len(next(iter(self.data.x.values())))
+        return steps_per_epoch(samples, self.options.batch_size) * self.options.epochs

@@ -33,7 +33,6 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, as_feed, batch_size, take
-from tfdeploy.compression.choices import Int8Granularity, IoDtype
 
 FLEX_NOTE = ("uses TensorFlow select ops {ops}: the runtime needs the Flex delegate (LiteRT's Python package has "
              "none, so tfdeploy cannot run or measure this file here)")
@@ -42,6 +41,26 @@ FIXED_BATCH_NOTE = ("converted with a fixed batch of 1: recurrent layers need st
 FUSED_LSTM_NOTE = ("LSTM layers converted through tf_keras's LSTM, which TFLite fuses into UNIDIRECTIONAL_SEQUENCE_LSTM "
                    "kernels; they keep their state between invocations, so call interpreter.reset_all_variables() "
                    "before each new sequence")
+
+
+class IoDtype(str, enum.Enum):
+    """Input/output tensor type of an int8 TFLite model (``--io-dtype``)."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+class Int8Granularity(str, enum.Enum):
+    """Scale granularity of post-training int8 weights (``--int8-granularity``).
+
+    Per-channel is TFLite's default and the most accurate; per-tensor stores one scale per
+    tensor instead of a scale and a 64-bit zero point per output channel, which is a large part
+    of a narrow model's file (e.g. MobileNetV2 alpha 0.35).
+    """
+
+    PER_CHANNEL = "per-channel"
+    PER_TENSOR = "per-tensor"
 
 
 class TfliteMode(str, enum.Enum):
@@ -278,3 +297,25 @@ def tensor_dtypes(tflite_bytes: bytes) -> dict[str, int]:
 def uses_flex(blob: bytes) -> bool:
     """Whether a flatbuffer needs the Flex delegate (TensorFlow select ops)."""
     return bool(_flex_ops(blob))
+
+
+@dataclasses.dataclass(frozen=True)
+class Converter:
+    """:func:`convert` with one run's options, shown as a progress task.
+
+    Example:
+        >>> Converter(io, progress=progress).convert(model, TfliteMode.DYNAMIC).blob[:8]   # doctest: +SKIP
+    """
+
+    io: ModelIO
+    io_dtype: IoDtype = IoDtype.FLOAT32
+    granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
+    select_tf_ops: bool = False
+    progress: Any = None
+
+    def convert(self, model: Any, mode: TfliteMode, representative: Mapping[str, np.ndarray] | None = None,
+                io: ModelIO | None = None) -> Conversion:
+        """Converts ``model`` (whose inputs and outputs are ``io``, default the session model's)."""
+        with self.progress.task(f"  converting to TFLite ({mode.value})"):
+            return convert(model, mode, representative=representative, io_dtype=self.io_dtype,
+                           granularity=self.granularity, select_tf_ops=self.select_tf_ops, io=io or self.io)

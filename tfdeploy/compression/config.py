@@ -1,0 +1,110 @@
+"""Options of :func:`~tfdeploy.compression.compress` and the files a run will write.
+
+Example:
+    >>> config = CompressConfig("model.keras", "out", recipes=[Recipe.PTQ_DYNAMIC])
+    >>> [p.name for p in planned_outputs(config)][:1]
+    ['ptq-dynamic.tflite']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tfdeploy.compression.recipes import Recipe
+from tfdeploy.compression.registry import OutputKind
+from tfdeploy.compression.tflite import Int8Granularity, IoDtype
+from tfdeploy.errors import TfdeployError
+from tfdeploy.model.data import Dataset
+from tfdeploy.model.loading import LoadedModel, ModelFormat
+from tfdeploy.progress import ProgressLike
+
+REPORT_FILES = ("report.json", "report.md", "report.png")
+
+
+@dataclasses.dataclass
+class CompressConfig:
+    """Options of :func:`compress`.
+
+    Attributes:
+        model: The model file or SavedModel directory to compress.
+        out_dir: Where artifacts and the report are written.
+        recipes: Recipes to run, each producing one artifact.
+        data: ``.npz``/image directory path or a :class:`~tfdeploy.model.data.Dataset` for
+            fine-tuning, calibration and evaluation.
+        output: The output accuracy is measured on (default: the first classification head).
+        epochs: Fine-tune epochs of the recipes that train.
+        batch_size: Fine-tune batch size.
+        learning_rate: Fine-tune learning rate (Adam).
+        target_sparsity: Final sparsity of ``prune`` (0–1).
+        prune_structure: ``"2:4"`` for M-by-N structured sparsity.
+        clusters: Number of weight clusters of ``cluster``.
+        calibration_samples: Representative samples for full-int8 conversion.
+        io_dtype: Input/output type of int8 TFLite models.
+        int8_granularity: Weight-scale granularity of post-training int8 (ptq-int8, prune-int8).
+        select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
+        latency_repeats: Timed single-example calls per variant.
+        seed: Seed for sampling calibration/synthetic inputs.
+        custom_objects: Custom layers/functions needed to load the model.
+        safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
+        overwrite: Replace existing artifacts.
+        progress: Called with a line of text as long work advances (the CLI prints it).
+    """
+
+    model: str | os.PathLike
+    out_dir: str | os.PathLike
+    recipes: Sequence[Recipe] = (Recipe.STRIP,)
+    data: str | os.PathLike | Dataset | None = None
+    output: str | None = None
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    target_sparsity: float = 0.5
+    prune_structure: str | None = None
+    clusters: int = 16
+    calibration_samples: int = 300
+    io_dtype: IoDtype = IoDtype.FLOAT32
+    int8_granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
+    select_tf_ops: bool = False
+    latency_repeats: int = 50
+    seed: int = 0
+    custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    safe_mode: bool = True
+    overwrite: bool = False
+    progress: ProgressLike = "auto"
+
+    def validate(self) -> None:
+        """Raises TfdeployError naming the first invalid field."""
+        if not 0.0 < self.target_sparsity < 1.0:
+            raise TfdeployError(f"target_sparsity must be in (0, 1). Received: target_sparsity={self.target_sparsity}")
+        if self.prune_structure not in (None, "2:4"):
+            raise TfdeployError(f"prune_structure supports '2:4'. Received: prune_structure={self.prune_structure!r}")
+        if self.clusters < 2:
+            raise TfdeployError(f"clusters must be at least 2. Received: clusters={self.clusters}")
+        for name in ("epochs", "batch_size", "calibration_samples", "latency_repeats"):
+            if getattr(self, name) < 1:
+                raise TfdeployError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
+
+
+def keras_suffix(loaded: LoadedModel) -> str:
+    """The Keras file suffix to write a variant of ``loaded`` in (its own, or ``.keras``)."""
+    return loaded.format.value if loaded.format in (ModelFormat.KERAS, ModelFormat.H5) else ".keras"
+
+
+def planned_outputs(config: CompressConfig) -> list[Path]:
+    """Every file :func:`compress` writes for ``config`` (artifacts and reports), known before loading."""
+    out, fmt = Path(config.out_dir), ModelFormat.of_path(Path(config.model))
+    suffix = fmt.value if fmt in (ModelFormat.KERAS, ModelFormat.H5) else ".keras"
+    files = [out / f"{r.value}{suffix if r.spec.output is OutputKind.KERAS else r.spec.output.value}" for r in config.recipes]
+    return files + [out / name for name in REPORT_FILES]
+
+
+def refuse_existing_outputs(config: CompressConfig) -> None:
+    """Raises before any work if a file the run would write exists and ``overwrite`` is off."""
+    existing = [str(p) for p in planned_outputs(config) if p.exists()]
+    if existing and not config.overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise TfdeployError(f"Output file(s) already exist; pass --overwrite (overwrite=True) to replace them. "
+                            f"Received: path={existing[0]!r}{more}")

@@ -1,0 +1,33 @@
+"""The registered compression recipes, one module per family, and the :class:`Recipe` enum made from them.
+
+To add a recipe, write its module (a ``run(session, recipe) -> Artifact`` function and a
+:class:`~tfdeploy.compression.registry.RecipeSpec`) and add the spec to :data:`REGISTRY` below; the
+position in the list is its place in ``--recipe all`` (``docs/architecture.md`` shows a real diff).
+
+Example:
+    >>> Recipe("ptq-int8") is Recipe.PTQ_INT8
+    True
+    >>> Recipe.PTQ_INT8.spec.needs_data
+    True
+"""
+
+from __future__ import annotations
+
+from tfdeploy.compression.recipes import cluster, post_training, prune, qat, strip
+from tfdeploy.compression.registry import RecipeRegistry, recipe_enum
+
+REGISTRY = RecipeRegistry([
+    strip.STRIP,
+    prune.PRUNE,
+    cluster.CLUSTER,
+    qat.QAT,
+    prune.PRUNE_INT8,
+    prune.PRUNE_QAT,
+    cluster.CLUSTER_QAT,
+    post_training.TFLITE,
+    post_training.PTQ_DYNAMIC,
+    post_training.PTQ_FLOAT16,
+    post_training.PTQ_INT8,
+])
+
+Recipe = recipe_enum(REGISTRY)

@@ -1,0 +1,201 @@
+"""The recipe contract: what a recipe declares, what it returns, and the registry that checks both.
+
+A recipe is one :class:`RecipeSpec` registered in :mod:`tfdeploy.compression.recipes`. Everything
+else is derived from the registry: the :class:`~tfdeploy.compression.recipes.Recipe` enum and the
+CLI's ``--recipe`` choices, the "needs data" error, ``all``'s order, the ``--auto`` candidates
+and the recipe table of ``docs/compress.md`` (``scripts/make_recipe_table.py``).
+
+Example:
+    >>> spec = RecipeSpec("noop", "a recipe that does nothing", OutputKind.KERAS, run=lambda s, r: None)
+    >>> RecipeRegistry([spec]).names()
+    ['noop']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from tfdeploy.errors import TfdeployError
+
+if TYPE_CHECKING:
+    from tfdeploy.compression.session import CompressionSession
+    from tfdeploy.measure.predictors import Predictor
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class OutputKind(str, enum.Enum):
+    """What a recipe writes: a Keras model in the user's format, or a ``.tflite`` flatbuffer."""
+
+    KERAS = ".keras"
+    TFLITE = ".tflite"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoHint:
+    """How a recipe takes part in ``compress --auto``.
+
+    Attributes:
+        priority: Candidates are tried in increasing priority (most promising first).
+        expected_size: Expected gzip size as a fraction of the original's (for early stopping).
+        expected_latency: Expected latency as a fraction of the original's.
+    """
+
+    priority: int
+    expected_size: float
+    expected_latency: float
+
+
+@dataclasses.dataclass
+class Artifact:
+    """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes."""
+
+    path: Path
+    predictor: Predictor | None
+    sparsity_model: Any = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+RecipeFunction = Callable[["CompressionSession", Any], Artifact]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeSpec:
+    """Everything tfdeploy needs to know about one recipe.
+
+    Attributes:
+        name: The ``--recipe`` name (lowercase words joined by ``-``).
+        summary: One line for ``--help``, progress and the docs table.
+        output: The kind of artifact (``.keras`` is written in the user's own Keras format).
+        run: ``(session, recipe) -> Artifact``: makes and writes the artifact.
+        needs_data: Fine-tuning or calibration data is required (``--data``).
+        needs_labels: Labels are required (not only inputs).
+        trains: Fine-tunes the model (the labels need at least two classes).
+        tf_keras: Runs TFMOT on the flat tf_keras copy of the model (:mod:`tfdeploy.compression.bridge`).
+        auto: How ``--auto`` uses it (``None``: not a candidate).
+    """
+
+    name: str
+    summary: str
+    output: OutputKind
+    run: RecipeFunction
+    needs_data: bool = False
+    needs_labels: bool = False
+    trains: bool = False
+    tf_keras: bool = False
+    auto: AutoHint | None = None
+
+    def check(self) -> None:
+        """Raises TfdeployError naming the first field that breaks the contract."""
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name) or self.name == "all":
+            raise TfdeployError(f"A recipe name is lowercase words joined by '-' and not 'all'. Received: name={self.name!r}")
+        if not isinstance(self.summary, str) or not self.summary.strip():
+            raise TfdeployError(f"Recipe {self.name!r} needs a one-line summary. Received: summary={self.summary!r}")
+        if not isinstance(self.output, OutputKind):
+            raise TfdeployError(f"Recipe {self.name!r}: output must be an OutputKind. Received: output={self.output!r}")
+        if not callable(self.run):
+            raise TfdeployError(f"Recipe {self.name!r}: run must be callable. Received: run={self.run!r}")
+        if (self.trains or self.needs_labels) and not self.needs_data:
+            raise TfdeployError(f"Recipe {self.name!r} trains or needs labels, so it needs data. "
+                                f"Received: needs_data={self.needs_data}")
+        if self.auto is not None and not (0 < self.auto.expected_size <= 2 and 0 < self.auto.expected_latency <= 2):
+            raise TfdeployError(f"Recipe {self.name!r}: expected size/latency are fractions of the original's. "
+                                f"Received: auto={self.auto}")
+
+
+class RecipeRegistry:
+    """The registered recipes in ``all``'s order; checked when built.
+
+    Args:
+        specs: The recipes; names must be unique.
+
+    Raises:
+        TfdeployError: For a repeated name or a spec that breaks the contract.
+    """
+
+    def __init__(self, specs: Sequence[RecipeSpec]) -> None:
+        self._specs: dict[str, RecipeSpec] = {}
+        for spec in specs:
+            if not isinstance(spec, RecipeSpec):
+                raise TfdeployError(f"Only RecipeSpec can be registered. Received: {spec!r}")
+            spec.check()
+            if spec.name in self._specs:
+                raise TfdeployError(f"Recipe names must be unique. Received: name={spec.name!r} twice")
+            self._specs[spec.name] = spec
+
+    def __iter__(self) -> Iterator[RecipeSpec]:
+        return iter(self._specs.values())
+
+    def __getitem__(self, name: str) -> RecipeSpec:
+        return self._specs[name]
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def candidates(self) -> list[RecipeSpec]:
+        """The ``--auto`` candidates, most promising first."""
+        return sorted((s for s in self if s.auto is not None), key=lambda s: s.auto.priority)  # type: ignore[union-attr]
+
+    def without_data(self) -> list[str]:
+        return [s.name for s in self if not s.needs_data]
+
+
+class RecipeEnum(str, enum.Enum):
+    """Base of :class:`~tfdeploy.compression.recipes.Recipe`, whose members come from the registry."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def spec(self) -> RecipeSpec:
+        return self._spec  # type: ignore[attr-defined]  (set by recipe_enum)
+
+    @classmethod
+    def choices(cls) -> list[str]:
+        """Names accepted by ``--recipe`` (plus ``all``)."""
+        return [r.value for r in cls] + ["all"]
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Any]:
+        """Parses ``"prune,qat"`` or ``"all"`` into recipes, keeping order and dropping repeats.
+
+        Example:
+            >>> from tfdeploy.compression.recipes import Recipe
+            >>> Recipe.parse_list("strip,strip")
+            [<Recipe.STRIP: 'strip'>]
+        """
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        if not names:
+            raise TfdeployError(f"No recipe given; choose from {', '.join(cls.choices())}. Received: recipe={text!r}")
+        if "all" in names:
+            return list(cls)
+        recipes: list[Any] = []
+        for name in names:
+            try:
+                recipe = cls(name)
+            except ValueError:
+                raise TfdeployError(
+                    f"Unknown recipe {name!r}; choose from {', '.join(cls.choices())}. Received: recipe={text!r}"
+                ) from None
+            if recipe not in recipes:
+                recipes.append(recipe)
+        return recipes
+
+
+def recipe_enum(registry: RecipeRegistry) -> type[RecipeEnum]:
+    """The ``Recipe`` enum of ``registry``: ``Recipe.PTQ_INT8 == "ptq-int8"``, in registry order."""
+    recipe = RecipeEnum("Recipe", [(name.upper().replace("-", "_"), name) for name in registry.names()],
+                        module="tfdeploy.compression.recipes")
+    for member in recipe:
+        member._spec = registry[member.value]  # type: ignore[attr-defined]
+    return recipe  # type: ignore[return-value]
