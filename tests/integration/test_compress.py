@@ -70,7 +70,22 @@ def test_cluster_leaves_at_most_n_unique_values(keras3_all):
         assert len(np.unique(model.get_layer(name).kernel.numpy())) <= 16, name
 
 
-@pytest.mark.parametrize("name", ["qat", "prune-qat", "cluster-qat", "ptq-int8", "prune-int8"])
+def test_cluster_int8_keeps_the_clusters_through_int8(keras3_all):
+    report, out, _ = keras3_all
+    interpreter, _ = tflite_interpreter((out / "cluster-int8.tflite").read_bytes())
+    kernels = [d for d in interpreter.get_tensor_details()
+               if np.dtype(d["dtype"]) == np.int8 and len(d["shape"]) >= 2 and d["shape"][-1] > 1
+               and d["quantization_parameters"]["scales"].size > 1]  # per-channel weights
+    assert len(kernels) == 4, [d["name"] for d in kernels]
+    for detail in kernels:
+        values = interpreter.get_tensor(detail["index"])
+        channels = values.reshape(values.shape[0], -1)  # TFLite kernels are output-channel first
+        assert max(len(np.unique(row)) for row in channels) <= 16, detail["name"]
+    assert variant(report, "cluster-int8").gzip_bytes < variant(report, "ptq-int8").gzip_bytes
+    assert any("distinct int8 values" in note for note in variant(report, "cluster-int8").notes)
+
+
+@pytest.mark.parametrize("name", ["qat", "prune-qat", "cluster-qat", "ptq-int8", "prune-int8", "cluster-int8"])
 def test_int8_variants_have_int8_tensors_and_agree(keras3_all, name):
     report, out, _ = keras3_all
     dtypes = tensor_dtypes((out / f"{name}.tflite").read_bytes())

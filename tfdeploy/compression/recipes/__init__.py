@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from tfdeploy.compression.recipes import cluster, post_training, prune, qat, strip
+from tfdeploy.compression.recipes import cluster, cluster_int8, post_training, prune, qat, strip
 from tfdeploy.compression.registry import RecipeRegistry, recipe_enum
 
 REGISTRY = RecipeRegistry([
@@ -24,6 +24,7 @@ REGISTRY = RecipeRegistry([
     prune.PRUNE_INT8,
     prune.PRUNE_QAT,
     cluster.CLUSTER_QAT,
+    cluster_int8.CLUSTER_INT8,
     post_training.TFLITE,
     post_training.PTQ_DYNAMIC,
     post_training.PTQ_FLOAT16,
