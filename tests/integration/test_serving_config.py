@@ -125,3 +125,36 @@ def test_model_without_versions(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TfdeployError, match="No numbered version directory.*export one first"):
         write_serving_config(ServingConfig([ServedModel("m", str(tmp_path / "empty"))], tmp_path / "o"))
+
+
+def test_a_registered_file_is_written_copied_flagged_and_listed(bases, tmp_path, monkeypatch):
+    """Adding a generated file is one builder and one registry entry; every list of files follows."""
+    import dataclasses
+    import os
+
+    from tfdeploy.serving.config import SERVING_FILES, ServingFile, registry
+
+    def ssl_config(config):
+        monitoring = load_schemas().MonitoringConfig()  # any schema message: it is parsed back before writing
+        monitoring.prometheus_config.path = f"/ssl/{config.grpc_port}"
+        return monitoring
+
+    extra = ServingFile("ssl.config", "TLS for the gRPC port", "`--ssl_config_file`", ssl_config, in_container=True,
+                        proto=True, flags=("--ssl_config_file={path}",))
+    monkeypatch.setattr(registry, "SERVING_FILES", (*SERVING_FILES, extra))
+    out = tmp_path / "serving"
+    report = write_serving_config(ServingConfig([ServedModel("fashion", str(bases / "fashion"))], out))
+    assert report.files == sorted([f.name for f in SERVING_FILES] + ["ssl.config"])
+    assert sorted(p.name for p in out.iterdir()) == report.files
+    assert (out / "ssl.config").read_text() == 'prometheus_config {\n  path: "/ssl/8500"\n}\n'
+    assert "--ssl_config_file=/config/ssl.config" in report.flags
+    assert "  --ssl_config_file=/config/ssl.config \\\n" in (out / "run.sh").read_text()
+    assert " run.sh ssl.config /config/\n" in (out / "Dockerfile").read_text()
+    assert "| `ssl.config` | `--ssl_config_file` | TLS for the gRPC port |" in (out / "README.md").read_text()
+    assert os.access(out / "run.sh", os.X_OK) and not os.access(out / "ssl.config", os.X_OK)
+    readme = (out / "README.md").read_text()
+    assert all(f"| `{name}` |" in readme for name in report.files), "the README lists every file"
+    monkeypatch.setattr(registry, "SERVING_FILES", (*SERVING_FILES, dataclasses.replace(extra, build=lambda c: "x")))
+    with pytest.raises(TfdeployError, match="must return a protobuf message"):
+        write_serving_config(ServingConfig([ServedModel("fashion", str(bases / "fashion"))], tmp_path / "o2"))
+    assert not (tmp_path / "o2").exists()

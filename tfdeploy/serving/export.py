@@ -29,6 +29,7 @@ from tfdeploy.model.loading import load_model
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Report
 from tfdeploy.serving.signature import read_signatures
+from tfdeploy.serving.versions import resolve_version
 from tfdeploy.serving.warmup import WarmupReport, write_warmup
 
 TFLITE_FILE = "model.tflite"  # what TF Serving's --prefer_tflite_model loads from a version directory
@@ -100,30 +101,6 @@ class ExportReport(Report):
         rows.append(("modes", self.modes))
         rows += [("note", note) for note in self.notes]
         return rows
-
-
-def existing_versions(base_dir: str | os.PathLike) -> list[int]:
-    """Numeric version directories under ``base_dir``, ascending."""
-    base = Path(base_dir)
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def resolve_version(base_dir: str | os.PathLike, version: int | None, overwrite: bool) -> int:
-    """The version to write: ``version`` or highest + 1; refuses an existing one without ``overwrite``."""
-    versions = existing_versions(base_dir)
-    if version is None:
-        return (versions[-1] + 1) if versions else 1
-    if version < 0:
-        raise TfdeployError(f"A version is a non-negative integer. Received: version={version}")
-    if version in versions and not overwrite:
-        raise TfdeployError(
-            f"Version {version} already exists and TF Serving may be serving it; it is never modified. Use "
-            f"--version auto for the next one ({versions[-1] + 1}) or --overwrite. "
-            f"Received: path={str(Path(base_dir) / str(version))!r}"
-        )
-    return version
 
 
 def _signatures(config: ExportConfig) -> dict[str, int | None]:

@@ -1,0 +1,158 @@
+"""What the generated TF Serving configuration serves: the models, their version policy, the server's options.
+
+Example:
+    >>> config = ServingConfig([ServedModel("fashion", "models/fashion")], "serving")
+    >>> config.validate()       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from typing import Sequence
+
+from tfdeploy.errors import TfdeployError
+from tfdeploy.serving.versions import existing_versions
+
+CONTAINER_MODELS = "/models"  # where each model's base dir is mounted inside the container
+CONTAINER_CONFIG = "/config"  # where the generated files the container reads are copied
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+# Options that TF Serving needs to be at least 1.
+_AT_LEAST_ONE = ("warmup_iterations", "warmup_threads", "num_load_threads", "num_unload_threads",
+                 "load_pool_threads", "file_system_poll_wait_seconds")
+
+
+class VersionPolicy(str, enum.Enum):
+    """Which versions TF Serving keeps loaded (``model_version_policy`` in ``models.config``)."""
+
+    LATEST = "latest"
+    SPECIFIC = "specific"
+    ALL = "all"
+
+
+@dataclasses.dataclass
+class ServedModel:
+    """One model of ``models.config``.
+
+    Attributes:
+        name: Model name clients use.
+        base_dir: Host directory with the numbered versions.
+        policy: Version policy.
+        versions: For ``specific``: the versions to serve; for ``latest``: ``[N]`` keeps N.
+        labels: Version labels, e.g. ``{"stable": 1, "canary": 2}``.
+        storage_uri: Where KServe finds the base dir (default: ``base_dir``).
+    """
+
+    name: str
+    base_dir: str
+    policy: VersionPolicy = VersionPolicy.LATEST
+    versions: list[int] = dataclasses.field(default_factory=list)
+    labels: dict[str, int] = dataclasses.field(default_factory=dict)
+    storage_uri: str | None = None
+
+    @property
+    def container_path(self) -> str:
+        """Where the container sees this model's base dir (``/models/NAME``)."""
+        return f"{CONTAINER_MODELS}/{self.name}"
+
+
+@dataclasses.dataclass
+class ServingConfig:
+    """Options of :func:`~tfdeploy.serving.config.write_serving_config`."""
+
+    models: Sequence[ServedModel]
+    out_dir: str | os.PathLike
+    image: str = "tensorflow/serving:2.21.0"
+    grpc_port: int = 8500
+    rest_port: int = 8501
+    enable_batching: bool = False
+    max_batch_size: int = 32
+    allowed_batch_sizes: Sequence[int] = (1, 8, 32)
+    batch_timeout_micros: int = 2000
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 2
+    num_load_threads: int = 2
+    num_unload_threads: int = 2
+    load_pool_threads: int = 2
+    file_system_poll_wait_seconds: int = 30
+    warmup_iterations: int = 1
+    warmup_threads: int = 1
+    gpu_allow_growth: bool = False
+    monitoring_path: str = "/monitoring/prometheus/metrics"
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        """Raises TfdeployError naming the first invalid field."""
+        if not self.models:
+            raise TfdeployError("Give at least one model (NAME=BASE_DIR). Received: models=[]")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise TfdeployError(f"Model names must be unique. Received: models={names}")
+        for model in self.models:
+            validate_model(model)
+        if self.enable_batching:
+            sizes = list(self.allowed_batch_sizes)
+            if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != self.max_batch_size or sizes[0] < 1):
+                raise TfdeployError(
+                    "allowed_batch_sizes must be strictly increasing, positive and end at max_batch_size "
+                    f"({self.max_batch_size}), as TF Serving requires. Received: allowed_batch_sizes={sizes}"
+                )
+        if self.rest_port == self.grpc_port:
+            raise TfdeployError(f"The REST and gRPC ports must differ. Received: rest_port={self.rest_port}")
+        for name in _AT_LEAST_ONE:
+            if getattr(self, name) < 1:
+                raise TfdeployError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
+
+
+def validate_model(model: ServedModel) -> None:
+    """Checks a model's name, versions and labels against its base dir, as TF Serving would.
+
+    Args:
+        model: The :class:`ServedModel`.
+
+    Raises:
+        TfdeployError: For a bad name, no numbered versions, missing specific versions, or a label
+            on a version the policy does not load.
+
+    Example:
+        >>> validate_model(ServedModel("fashion", "models/fashion", labels={"stable": 1}))   # doctest: +SKIP
+    """
+    if not model.name or "/" in model.name:
+        raise TfdeployError(f"A model name is a non-empty name without '/'. Received: name={model.name!r}")
+    found = existing_versions(model.base_dir)
+    if not found:
+        raise TfdeployError(
+            f"No numbered version directory under the base dir of model {model.name!r}; export one first. "
+            f"Received: base_dir={model.base_dir!r}"
+        )
+    if model.policy is VersionPolicy.SPECIFIC:
+        if not model.versions:
+            raise TfdeployError(f"The specific policy needs versions. Received: model={model.name!r}, versions=[]")
+        missing = sorted(set(model.versions) - set(found))
+        if missing:
+            raise TfdeployError(f"Model {model.name!r}: versions {missing} do not exist (found {found}). "
+                                f"Received: versions={model.versions}")
+    served = served_versions(model, found)
+    for label, version in model.labels.items():
+        if version not in served:
+            raise TfdeployError(
+                f"Model {model.name!r}: label {label!r} points at version {version}, which the {model.policy.value} "
+                f"policy does not load (serves {served}); TF Serving rejects labels of unavailable versions. "
+                f"Received: labels={model.labels}"
+            )
+
+
+def served_versions(model: ServedModel, found: list[int]) -> list[int]:
+    """The versions ``model``'s policy loads, out of the ``found`` ones.
+
+    Example:
+        >>> served_versions(ServedModel("m", "models/m"), [1, 2, 3])
+        [3]
+    """
+    if model.policy is VersionPolicy.SPECIFIC:
+        return sorted(model.versions)
+    if model.policy is VersionPolicy.ALL:
+        return found
+    return found[-(model.versions[0] if model.versions else 1):]

@@ -1,0 +1,291 @@
+"""The registry of generated TF Serving files: one builder and one :class:`ServingFile` entry per file.
+
+:data:`SERVING_FILES` declares every file of the serving directory once: its name, what it is for,
+what reads it, the function building it from a :class:`ServingConfig`, whether the container
+reads it (the Dockerfile copies it to ``/config``), whether it is protobuf text (written only after
+parsing back against its schema), and the server flags it implies. Everything that lists files is
+derived from the registry: the Dockerfile's ``COPY`` line, ``run.sh``'s flags
+(:func:`server_flags`), the generated README's file table and the report's file list.
+
+Adding a file is one builder plus one entry, e.g. an SSL config the server reads::
+
+    def _ssl_config(config: ServingConfig) -> Any:
+        ...  # return the SSLConfig message
+
+    ServingFile("ssl.config", "TLS certificate and key of the gRPC port", "`--ssl_config_file`",
+                _ssl_config, in_container=True, proto=True, flags=("--ssl_config_file={path}",)),
+
+The registry is checked when this module is imported (:func:`validate_registry`).
+
+Example:
+    >>> [f.name for f in SERVING_FILES if f.in_container]
+    ['models.config', 'platform_config.txt', 'monitoring.config', 'batching_parameters.txt', 'run.sh']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tfdeploy.errors import TfdeployError
+from tfdeploy.serving.config.options import CONTAINER_CONFIG, CONTAINER_MODELS, JEMALLOC, ServingConfig
+from tfdeploy.serving.config.protos import (batching_parameters, model_server_config, monitoring_config,
+                                            platform_config, proto_text)
+
+RUN_SCRIPT = "run.sh"  # the container's entrypoint
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingFile:
+    """One generated file of the serving directory.
+
+    Attributes:
+        name: File name in the output directory.
+        purpose: What it does, in one line (the generated README's table).
+        read_by: What reads it (the generated README's table), e.g. ``` `--model_config_file` ```.
+        build: ``ServingConfig -> str`` (the file's text), or the protobuf message when ``proto``.
+        in_container: The server reads it: the Dockerfile copies it to ``/config``.
+        proto: ``build`` returns a protobuf message, written in text format after parsing it back
+            against the same schema.
+        flags: ``tensorflow_model_server`` flags it implies; ``{path}`` stands for its path in the
+            container (needs ``in_container``).
+        flags_when: When the flags apply (``None``: always); the file is written either way.
+        executable: Written with mode 0755.
+    """
+
+    name: str
+    purpose: str
+    read_by: str
+    build: Callable[[ServingConfig], Any]
+    in_container: bool
+    proto: bool
+    flags: tuple[str, ...] = ()
+    flags_when: Callable[[ServingConfig], bool] | None = None
+    executable: bool = False
+
+    @property
+    def container_path(self) -> str:
+        """Where the container reads it (``/config/NAME``)."""
+        return f"{CONTAINER_CONFIG}/{self.name}"
+
+    def server_flags(self, config: ServingConfig) -> list[str]:
+        """The flags this file implies for ``config`` (none if ``flags_when`` says no)."""
+        if self.flags_when is not None and not self.flags_when(config):
+            return []
+        return [flag.format(path=self.container_path) for flag in self.flags]
+
+    def render(self, config: ServingConfig) -> str:
+        """The file's text for ``config`` (protobuf text checked by parsing it back).
+
+        Raises:
+            TfdeployError: If the builder returned the wrong kind of value for the entry.
+        """
+        built = self.build(config)
+        if self.proto:
+            if not hasattr(built, "DESCRIPTOR"):
+                raise TfdeployError(f"The builder of {self.name} must return a protobuf message (proto=True). "
+                                    f"Received: type={type(built).__name__}")
+            return proto_text(built)
+        if not isinstance(built, str):
+            raise TfdeployError(f"The builder of {self.name} must return the file's text. "
+                                f"Received: type={type(built).__name__}")
+        return built
+
+
+def server_flags(config: ServingConfig) -> list[str]:
+    """``tensorflow_model_server`` flags (paths inside the container): ports, each file's flags, load threads.
+
+    Example:
+        >>> server_flags(ServingConfig([], "serving"))[:3]
+        ['--port=8500', '--rest_api_port=8501', '--model_config_file=/config/models.config']
+    """
+    flags = [f"--port={config.grpc_port}", f"--rest_api_port={config.rest_port}"]
+    for file in SERVING_FILES:
+        flags += file.server_flags(config)
+    return flags + [
+        f"--num_load_threads={config.num_load_threads}",
+        f"--num_unload_threads={config.num_unload_threads}",
+        f"--file_system_poll_wait_seconds={config.file_system_poll_wait_seconds}",
+    ]
+
+
+def container_files() -> list[str]:
+    """Names of the files the container reads, in registry order (the Dockerfile copies them).
+
+    Example:
+        >>> container_files()[-1]
+        'run.sh'
+    """
+    return [file.name for file in SERVING_FILES if file.in_container]
+
+
+def _run_sh(config: ServingConfig) -> str:
+    flags = " \\\n  ".join(server_flags(config))
+    return f"""#!/bin/sh
+# Generated by tfdeploy. Starts TF Serving with the hot-update latency-spike fixes.
+# jemalloc is preloaded by the Dockerfile (LD_PRELOAD); extra arguments are passed through.
+set -e
+exec tensorflow_model_server \\
+  {flags} \\
+  "$@"
+"""
+
+
+def _dockerfile(config: ServingConfig) -> str:
+    return f"""# Generated by tfdeploy: the official TF Serving image plus jemalloc.
+FROM {config.image}
+# jemalloc: glibc malloc fragments and contends when versions load/unload under traffic.
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends libjemalloc2 \\
+ && rm -rf /var/lib/apt/lists/*
+ENV LD_PRELOAD={JEMALLOC}
+COPY {" ".join(container_files())} {CONTAINER_CONFIG}/
+EXPOSE {config.grpc_port} {config.rest_port}
+ENTRYPOINT ["/bin/sh", "{CONTAINER_CONFIG}/{RUN_SCRIPT}"]
+"""
+
+
+def _docker_compose(config: ServingConfig) -> str:
+    out_dir = Path(config.out_dir).resolve()
+    volumes = "\n".join(f"      - {os.path.relpath(Path(m.base_dir).resolve(), out_dir)}:{m.container_path}:ro"
+                        for m in config.models)
+    return f"""# Generated by tfdeploy. `docker compose up --build` from this directory.
+services:
+  tfserving:
+    build: .
+    ports:
+      - "{config.grpc_port}:{config.grpc_port}"
+      - "{config.rest_port}:{config.rest_port}"
+    volumes:
+{volumes}
+    restart: unless-stopped
+"""
+
+
+def _kserve(config: ServingConfig) -> str:
+    documents = []
+    for model in config.models:
+        documents.append(f"""apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: {model.name.replace('_', '-').lower()}
+spec:
+  predictor:
+    model:
+      modelFormat:
+        name: tensorflow
+      # The model base dir with its numbered versions (upload it to object storage or a PVC).
+      storageUri: {model.storage_uri or model.base_dir}
+""")
+    return "---\n".join(documents)
+
+
+_README_WHY = """Why each fix is there (latency spikes when a new version is hot-loaded):
+- **Warmup** (`enable_model_warmup: true`, the `assets.extra/tf_serving_warmup_requests` file): TF initialises
+  lazily (graph optimisation, kernel selection, memory pools) on the first requests; replaying warmup records
+  before the version is marked available moves that cost off the request path. Inside a platform config
+  `enable_model_warmup` defaults to false, so it is set explicitly.
+- **Load thread pool** (`session_inter_op_thread_pool` #1 + `session_run_load_threadpool_index: 1`): restoring
+  variables and running init ops of the new version otherwise uses the same inter-op pool as live requests.
+- **`--num_load_threads` / `--num_unload_threads`**: loading and unloading run in their own threads instead of the
+  manager thread, so a slow load does not block unloading or other models.
+- **jemalloc**: loads and unloads allocate and free large buffers while requests allocate small ones; glibc
+  malloc contends and fragments, jemalloc keeps per-thread arenas.
+"""
+
+
+def _readme(config: ServingConfig) -> str:
+    rows = "\n".join(f"| `{file.name}` | {file.read_by} | {file.purpose} |" for file in SERVING_FILES)
+    return f"""# TF Serving configuration (generated by tfdeploy)
+
+Run: `docker compose up --build` (or build the Dockerfile and mount each model base dir at `{CONTAINER_MODELS}/NAME`).
+
+| file | read by | what it does |
+|---|---|---|
+{rows}
+
+{_README_WHY}"""
+
+
+
+def _batching(config: ServingConfig) -> bool:
+    return config.enable_batching
+
+
+SERVING_FILES: tuple[ServingFile, ...] = (
+    ServingFile("models.config", "ModelServerConfig: models, base paths, version policy, labels",
+                "`--model_config_file`", model_server_config, in_container=True, proto=True,
+                flags=("--model_config_file={path}",)),
+    ServingFile("platform_config.txt", "SessionBundleConfig for the `tensorflow` platform: warmup on, load thread "
+                "pool, batching", "`--platform_config_file`", platform_config, in_container=True, proto=True,
+                flags=("--platform_config_file={path}",)),
+    ServingFile("monitoring.config", "Prometheus metrics at the REST port", "`--monitoring_config_file`",
+                monitoring_config, in_container=True, proto=True, flags=("--monitoring_config_file={path}",)),
+    # Read only without a platform config; the flags are kept so run.sh also works if that flag is removed.
+    ServingFile("batching_parameters.txt", "BatchingParameters; ignored when a platform config is given, so they "
+                "are also inside `platform_config.txt`", "`--batching_parameters_file` (with `--enable_batching`)",
+                batching_parameters, in_container=True, proto=True,
+                flags=("--enable_batching=true", "--batching_parameters_file={path}"), flags_when=_batching),
+    ServingFile(RUN_SCRIPT, "server flags: load/unload threads, poll interval, ports", "the container entrypoint",
+                _run_sh, in_container=True, proto=False, executable=True),
+    ServingFile("Dockerfile", "official image + jemalloc (`LD_PRELOAD`)", "docker", _dockerfile,
+                in_container=False, proto=False),
+    ServingFile("docker-compose.yml", "builds the Dockerfile, publishes the ports, mounts each model base dir "
+                "read-only", "`docker compose`", _docker_compose, in_container=False, proto=False),
+    ServingFile("kserve.yaml", "KServe InferenceService per model", "kubectl", _kserve, in_container=False,
+                proto=False),
+    ServingFile("README.md", "this table, and why each fix is there", "you", _readme, in_container=False,
+                proto=False),
+)
+
+
+def _entry_problem(file: Any) -> str | None:
+    """What is wrong with one registry entry, or ``None``."""
+    if not isinstance(file, ServingFile):
+        return f"is not a ServingFile ({type(file).__name__})"
+    if not isinstance(file.name, str) or not file.name or "/" in file.name or file.name.startswith("."):
+        return "needs a plain file name (no '/', no leading dot)"
+    for field in ("purpose", "read_by"):
+        value = getattr(file, field)
+        if not isinstance(value, str) or not value.strip() or "\n" in value:
+            return f"needs a one-line {field}"
+    if not callable(file.build):
+        return "needs a builder function (ServingConfig -> str or message)"
+    for field in ("in_container", "proto", "executable"):
+        if not isinstance(getattr(file, field), bool):
+            return f"needs {field} True or False"
+    if not isinstance(file.flags, tuple) or not all(isinstance(f, str) and f.startswith("--") for f in file.flags):
+        return "needs flags as a tuple of '--flag' strings"
+    if file.flags and not file.in_container:
+        return "implies server flags but is not in the container"
+    if file.flags_when is not None and (not file.flags or not callable(file.flags_when)):
+        return "has flags_when without flags, or flags_when is not callable"
+    return None
+
+
+def validate_registry(files: Sequence[ServingFile]) -> None:
+    """Checks the registry: every entry complete and consistent, names unique.
+
+    Args:
+        files: The entries (normally :data:`SERVING_FILES`).
+
+    Raises:
+        TfdeployError: Naming the first bad entry.
+
+    Example:
+        >>> validate_registry(SERVING_FILES)
+    """
+    for file in files:
+        problem = _entry_problem(file)
+        if problem:
+            raise TfdeployError(f"Serving file entry {getattr(file, 'name', file)!r} {problem}. "
+                                f"Received: entry={file!r}")
+    names = [file.name for file in files]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise TfdeployError(f"Serving file names must be unique. Received: duplicates={duplicates}")
+
+
+validate_registry(SERVING_FILES)

@@ -1,0 +1,72 @@
+"""Writing the serving directory: every registered file, published in one step.
+
+Example:
+    >>> report = write_serving_config(ServingConfig([ServedModel("m", "models/m")], "serving"))   # doctest: +SKIP
+    >>> report.files[:2]
+    ['Dockerfile', 'README.md']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from tfdeploy import faults
+from tfdeploy.errors import TfdeployError
+from tfdeploy.files import staged_directory
+from tfdeploy.report import Report
+from tfdeploy.serving.config.options import ServingConfig
+from tfdeploy.serving.config import registry
+
+
+@dataclasses.dataclass
+class ServingConfigReport(Report):
+    """Files written by :func:`write_serving_config`."""
+
+    out_dir: str
+    files: list[str]
+    models: list[str]
+    flags: list[str]
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise TfdeployError(f"--out must be a directory, but a file is there; choose another path or remove the file. "
+                            f"Received: out_dir={str(out)!r}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
+
+
+@faults.boundary("serving-config", where="out_dir")
+def write_serving_config(config: ServingConfig) -> ServingConfigReport:
+    """Writes the TF Serving configuration directory (atomically): every file of the registry.
+
+    Every file is built (protobuf text parsed back against its schema) before anything is
+    written; the directory then appears in one rename (:func:`tfdeploy.files.staged_directory`).
+
+    Args:
+        config: A :class:`ServingConfig`.
+
+    Returns:
+        A :class:`ServingConfigReport`.
+
+    Raises:
+        TfdeployError: For invalid options (names the field) or an existing ``out_dir``
+            without ``overwrite``.
+
+    Example:
+        >>> write_serving_config(ServingConfig([ServedModel("m", "models/m")], "serving")).files  # doctest: +SKIP
+        ['Dockerfile', 'README.md', 'batching_parameters.txt', ...]
+    """
+    config.validate()
+    out = Path(config.out_dir)
+    _check_out_dir(out, config.overwrite)
+    contents = {file.name: file.render(config) for file in registry.SERVING_FILES}
+    with staged_directory(out, overwrite=True) as publication:
+        for file in registry.SERVING_FILES:
+            target = publication.staging / file.name
+            target.write_text(contents[file.name])
+            if file.executable:
+                target.chmod(0o755)
+    return ServingConfigReport(out_dir=str(out), files=sorted(contents), models=[m.name for m in config.models],
+                               flags=registry.server_flags(config))
