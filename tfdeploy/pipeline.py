@@ -17,11 +17,19 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tfdeploy import faults
+from tfdeploy import faults, runtime
+from tfdeploy.compression.config import CompressConfig
+from tfdeploy.compression.recipes import Recipe
+from tfdeploy.compression.report import CompressionReport, VariantReport
+from tfdeploy.compression.session import compress
+from tfdeploy.compression.tflite import Int8Granularity
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
-from tfdeploy.compression.recipes import Recipe
-from tfdeploy.compression.tflite import Int8Granularity
+from tfdeploy.measure.benchmark import BenchConfig, bench
+from tfdeploy.model.examples import prepare_example
+from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
+from tfdeploy.serving.export import ExportConfig, export
+from tfdeploy.serving.verification import verify
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Heading, Report, Table, Text
 
@@ -121,91 +129,40 @@ def deploy(config: DeployConfig) -> DeployReport:
     Example:
         >>> deploy(DeployConfig("run", example=True, recipes=[Recipe.PTQ_INT8])).files   # doctest: +SKIP
     """
-    from tfdeploy import runtime
-    from tfdeploy.measure.benchmark import BenchConfig, bench
-    from tfdeploy.compression import CompressConfig, compress
-    from tfdeploy.model.examples import prepare_example
-    from tfdeploy.serving.export import ExportConfig, export
-    from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
-    from tfdeploy.serving.verification import verify
-
-    if (config.model is None) == (not config.example):
-        raise TfdeployError("Give a MODEL or --example (not both). "
-                            f"Received: model={config.model!r}, example={config.example}")
-    variants = ["original"] + [r.value for r in config.recipes]
-    if config.serve_variant not in variants:
-        raise TfdeployError(f"The variant to serve must be 'original' or one of the recipes run ({variants[1:]}). "
-                            f"Received: serve_variant={config.serve_variant!r}")
-    out = Path(config.out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not config.overwrite:
-            raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    say = as_progress(config.progress)
+    _check(config)
+    out, say, clock = _fresh_out_dir(config), as_progress(config.progress), _StepClock(as_progress(config.progress))
     steps: dict[str, Any] = {}
-    seconds: dict[str, float] = {}
-    marks: list[tuple[str, float]] = []
-
-    def section(name: str, title: str | None = None) -> None:
-        """Closes the previous step's wall time and announces the next (``title=None``: the end)."""
-        now = time.perf_counter()
-        if marks:
-            seconds[marks[-1][0]] = round(now - marks[-1][1], 1)
-        marks.append((name, now))
-        if title:
-            say(f"== {title} ==")
-
-    section("setup", "setup: GPUs and seeds")
+    clock.start("setup", "setup: GPUs and seeds")
     steps["gpus"] = runtime.configure_gpus(config.gpu_memory_growth, config.gpu_memory_limit_mb)
     steps["seeds"] = runtime.seed_everything(config.seed, deterministic_ops=config.deterministic)
-
     model, data = config.model, config.data
     if config.example:
-        section("example", "example: MobileNetV2 on Fashion-MNIST")
-        example = prepare_example(out / "example", train=config.train_example, epochs=config.example_epochs,
-                                  progress=say)
-        steps["example"] = example
-        model, data = example.model_path, example.data_path
-
-    section("compress", "compress")
-    compression = compress(CompressConfig(
-        model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
-        int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
-        safe_mode=config.safe_mode, output=config.output, select_tf_ops=config.select_tf_ops, progress=say))
-    steps["compress"] = compression
-    chosen = next(v for v in compression.variants if v.name == config.serve_variant)
-    if chosen.failed:
-        raise TfdeployError(f"The variant to serve, {chosen.name}, failed: {chosen.error}. Choose another with "
-                            f"--serve-variant (see {out / 'compressed' / 'report.md'}). Received: "
-                            f"serve_variant={config.serve_variant!r}")
-
-    section("export", f"export '{chosen.name}' for TF Serving")
+        clock.start("example", "example: MobileNetV2 on Fashion-MNIST")
+        steps["example"] = prepare_example(out / "example", train=config.train_example, epochs=config.example_epochs,
+                                           progress=say)
+        model, data = steps["example"].model_path, steps["example"].data_path
+    clock.start("compress", "compress")
+    steps["compress"] = compression = _compress(config, model, data, out)
+    chosen = _chosen_variant(config, compression, out)
+    clock.start("export", f"export '{chosen.name}' for TF Serving")
     name = config.model_name or ("fashion" if config.example else Path(str(model)).stem.replace(".", "_"))
-    base_dir = out / "models" / name
-    keras_source = model if chosen.name == "original" or chosen.format == ".tflite" else chosen.path
-    exported = export(ExportConfig(
-        model=chosen.path, base_dir=base_dir, source_model=model if chosen.format == ".tflite" else None,
+    steps["export"] = exported = export(ExportConfig(
+        model=chosen.path, base_dir=out / "models" / name, source_model=model if chosen.format == ".tflite" else None,
         warmup_data=data, warmup_batch_sizes=config.warmup_batch_sizes, custom_objects=config.custom_objects,
         safe_mode=config.safe_mode, progress=say))
-    steps["export"] = exported
-
-    section("serving config", "serving config")
+    clock.start("serving config", "serving config")
     steps["serving config"] = write_serving_config(ServingConfig(
-        models=[ServedModel(name=name, base_dir=str(base_dir))], out_dir=out / "serving", overwrite=True))
-
-    section("verify", "verify")
-    verification = verify(exported.version_dir, source_model=keras_source, custom_objects=config.custom_objects,
-                          safe_mode=config.safe_mode, progress=say)
-    steps["verify"] = verification
-
-    section("bench", "bench")
+        models=[ServedModel(name=name, base_dir=str(out / "models" / name))], out_dir=out / "serving", overwrite=True))
+    clock.start("verify", "verify")
+    keras_source = model if chosen.name == "original" or chosen.format == ".tflite" else chosen.path
+    steps["verify"] = verification = verify(exported.version_dir, source_model=keras_source, progress=say,
+                                            custom_objects=config.custom_objects, safe_mode=config.safe_mode)
+    clock.start("bench", "bench")
     runnable = [v.path for v in compression.variants if v.format == ".tflite" and v.latency_ms is not None]
     steps["bench"] = bench(BenchConfig(artifacts=[exported.version_dir] + runnable[:2], batch_sizes=(1, 8),
                                        requests=config.bench_requests, cold_start=False, data=data,
                                        plot_path=out / "bench_latency.png", progress=say))
-    section("end")
-    report = DeployReport(out_dir=str(out), steps=steps, seconds=seconds,
+    report = DeployReport(out_dir=str(out), steps=steps, seconds=clock.stop(),
                           files=[str(out / "report.json"), str(out / "report.md")])
     write_atomic(out / "report.json", report.to_json())
     write_atomic(out / "report.md", report.to_markdown(relative_to=out))
@@ -214,3 +171,59 @@ def deploy(config: DeployConfig) -> DeployReport:
         raise TfdeployError(f"The exported version failed verification ({failed}); see {out / 'report.md'}. "
                             f"Received: version_dir={exported.version_dir!r}")
     return report
+
+
+class _StepClock:
+    """Wall time per step; announces each step as it starts."""
+
+    def __init__(self, say: Any) -> None:
+        self.say, self.seconds, self._current = say, {}, None
+
+    def start(self, name: str, title: str) -> None:
+        self.stop()
+        self._current = (name, time.perf_counter())
+        self.say(f"== {title} ==")
+
+    def stop(self) -> dict[str, float]:
+        if self._current is not None:
+            name, began = self._current
+            self.seconds[name] = round(time.perf_counter() - began, 1)
+            self._current = None
+        return self.seconds
+
+
+def _check(config: DeployConfig) -> None:
+    if (config.model is None) == (not config.example):
+        raise TfdeployError("Give a MODEL or --example (not both). "
+                            f"Received: model={config.model!r}, example={config.example}")
+    variants = ["original"] + [r.value for r in config.recipes]
+    if config.serve_variant not in variants:
+        raise TfdeployError(f"The variant to serve must be 'original' or one of the recipes run ({variants[1:]}). "
+                            f"Received: serve_variant={config.serve_variant!r}")
+
+
+def _fresh_out_dir(config: DeployConfig) -> Path:
+    out = Path(config.out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not config.overwrite:
+            raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _compress(config: DeployConfig, model: Any, data: Any, out: Path) -> CompressionReport:
+    return compress(CompressConfig(
+        model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
+        int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
+        safe_mode=config.safe_mode, output=config.output, select_tf_ops=config.select_tf_ops,
+        progress=as_progress(config.progress)))
+
+
+def _chosen_variant(config: DeployConfig, compression: CompressionReport, out: Path) -> VariantReport:
+    chosen = next(v for v in compression.variants if v.name == config.serve_variant)
+    if chosen.failed:
+        raise TfdeployError(f"The variant to serve, {chosen.name}, failed: {chosen.error}. Choose another with "
+                            f"--serve-variant (see {out / 'compressed' / 'report.md'}). Received: "
+                            f"serve_variant={config.serve_variant!r}")
+    return chosen
