@@ -149,6 +149,18 @@ class RecipeRegistry:
     def without_data(self) -> list[str]:
         return [s.name for s in self if not s.needs_data]
 
+    def markdown_table(self) -> str:
+        """The recipe table of ``docs/compress.md`` (``scripts/make_recipe_table.py`` writes it there)."""
+        yes = {True: "yes", False: "no"}
+        rows = ["| recipe | what it does | needs data | fine-tunes | TFMOT on tf_keras | artifact | `--auto` (expected gzip) |",
+                "|---|---|---|---|---|---|---|"]
+        for s in self:
+            artifact = "`.keras`/`.h5`" if s.output is OutputKind.KERAS else f"`{s.output.value}`"
+            auto = f"#{s.auto.priority} (~{100 * s.auto.expected_size:.0f} %)" if s.auto else "–"
+            rows.append(f"| `{s.name}` | {s.summary} | {yes[s.needs_data]} | {yes[s.trains]} | {yes[s.tf_keras]} | "
+                        f"{artifact} | {auto} |")
+        return "\n".join(rows) + "\n"
+
 
 class RecipeEnum(str, enum.Enum):
     """Base of :class:`~tfdeploy.compression.recipes.Recipe`, whose members come from the registry."""
