@@ -30,6 +30,35 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.files import atomic_path, ensure_writable
 
 
+SAVED_MODEL_PB = "saved_model.pb"  # what TF Serving and tf.saved_model.load read (or its text twin below)
+SAVED_MODEL_PBTXT = "saved_model.pbtxt"
+KERAS_METADATA_PB = "keras_metadata.pb"  # tf_keras's Keras metadata inside a SavedModel
+
+
+def is_saved_model_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a SavedModel directory (``saved_model.pb`` or ``.pbtxt`` inside).
+
+    The one test of "is this a SavedModel" in tfdeploy: an exported TF Serving version, a tf_keras
+    SavedModel or any other SavedModel.
+
+    Example:
+        >>> is_saved_model_dir("models/fashion/1")     # doctest: +SKIP
+        True
+    """
+    path = Path(path)
+    return path.is_dir() and ((path / SAVED_MODEL_PB).is_file() or (path / SAVED_MODEL_PBTXT).is_file())
+
+
+def is_plain_saved_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a SavedModel without Keras metadata: called through its signatures, not as Keras.
+
+    Example:
+        >>> is_plain_saved_model("models/fashion/1")   # an exported version  # doctest: +SKIP
+        True
+    """
+    return is_saved_model_dir(path) and not (Path(path) / KERAS_METADATA_PB).is_file()
+
+
 class ModelFormat(str, enum.Enum):
     """On-disk formats tfdeploy reads and writes."""
 
@@ -149,14 +178,12 @@ def detect_flavour(path: str | os.PathLike) -> KerasFlavour:
     if fmt is ModelFormat.SAVED_MODEL:
         if not path.is_dir():
             raise TfdeployError(f"A SavedModel must be a directory. Received: path={str(path)!r}")
-        if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+        if not is_saved_model_dir(path):
             raise TfdeployError(
-                "The directory holds no saved_model.pb, so it is not a SavedModel (for TF Serving "
+                f"The directory holds no {SAVED_MODEL_PB}, so it is not a SavedModel (for TF Serving "
                 f"exports, point at the numbered version directory). Received: path={str(path)!r}"
             )
-        if (path / "keras_metadata.pb").is_file():
-            return KerasFlavour.TF_KERAS
-        return KerasFlavour.SAVED_MODEL
+        return KerasFlavour.SAVED_MODEL if is_plain_saved_model(path) else KerasFlavour.TF_KERAS
     if fmt is ModelFormat.TFLITE:
         raise TfdeployError(f"A .tflite file is not a Keras model and cannot be loaded as one. Received: path={str(path)!r}")
     version = _keras_version_of_keras_zip(path) if fmt is ModelFormat.KERAS else _keras_version_of_h5(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, TensorInfo
+from tfdeploy.model.loading import SAVED_MODEL_PB
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -86,9 +87,9 @@ def read_signatures(version_dir: str | os.PathLike, tag: str = "serve") -> dict[
     from tfdeploy import backend
 
     DecodeError, saved_model_pb2 = backend.protobuf_decode_error(), backend.tf_proto("saved_model_pb2")
-    path = Path(version_dir) / "saved_model.pb"
+    path = Path(version_dir) / SAVED_MODEL_PB
     if not path.is_file():
-        raise TfdeployError(f"No saved_model.pb in the version directory. Received: path={str(version_dir)!r}")
+        raise TfdeployError(f"No {SAVED_MODEL_PB} in the version directory. Received: path={str(version_dir)!r}")
     saved_model = saved_model_pb2.SavedModel()
     try:
         saved_model.ParseFromString(path.read_bytes())
