@@ -126,6 +126,24 @@ def write_warmup_records(version_dir: str | os.PathLike, logs: Sequence[Any]) ->
     return target
 
 
+def _predict_signature(version_dir: Path, signature_name: str) -> SignatureInfo:
+    """The Predict signature the warmup requests call; raises naming a missing or non-Predict one."""
+    signatures = read_signatures(version_dir)
+    if signature_name not in signatures:
+        raise TfdeployError(
+            f"Signature {signature_name!r} is not in the SavedModel (has {sorted(signatures)}). "
+            f"Received: signature_name={signature_name!r}"
+        )
+    signature = signatures[signature_name]
+    if signature.method_name != PREDICT_METHOD:
+        raise TfdeployError(
+            f"Signature {signature_name!r} is a {signature.method_name} signature; tfdeploy writes Predict warmup "
+            f"records and synthesizing tf.Example inputs for it is not supported. Received: "
+            f"signature_name={signature_name!r}"
+        )
+    return signature
+
+
 @faults.boundary("warmup write")
 def write_warmup(
     version_dir: str | os.PathLike,
@@ -164,19 +182,7 @@ def write_warmup(
     """
     version_dir = Path(version_dir)
     refuse_existing([version_dir / WARMUP_FILE], overwrite)
-    signatures = read_signatures(version_dir)
-    if signature_name not in signatures:
-        raise TfdeployError(
-            f"Signature {signature_name!r} is not in the SavedModel (has {sorted(signatures)}). "
-            f"Received: signature_name={signature_name!r}"
-        )
-    signature = signatures[signature_name]
-    if signature.method_name != PREDICT_METHOD:
-        raise TfdeployError(
-            f"Signature {signature_name!r} is a {signature.method_name} signature; tfdeploy writes Predict warmup "
-            f"records and synthesizing tf.Example inputs for it is not supported. Received: "
-            f"signature_name={signature_name!r}"
-        )
+    signature = _predict_signature(version_dir, signature_name)
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise TfdeployError(f"Warmup batch sizes must be positive. Received: batch_sizes={list(batch_sizes)}")
     io = signature.io
@@ -224,8 +230,31 @@ def read_warmup(path: str | os.PathLike) -> list[Any]:
     return logs
 
 
+def has_warmup(version_dir: str | os.PathLike) -> bool:
+    """Whether a version directory has a warmup file (``assets.extra/tf_serving_warmup_requests``).
+
+    Example:
+        >>> has_warmup("models/fashion/1")     # doctest: +SKIP
+        True
+    """
+    return (Path(version_dir) / WARMUP_FILE).is_file()
+
+
 def replay_warmup(signatures: Any, logs: list[Any], iterations: int = 1) -> int:
-    """Runs every Predict record through the loaded signatures; returns the number of calls made."""
+    """Runs every Predict record through the loaded signatures, as TF Serving does before serving a version.
+
+    Args:
+        signatures: The loaded SavedModel's ``signatures``.
+        logs: ``PredictionLog`` records (:func:`read_warmup`); other kinds are skipped.
+        iterations: Replays of each record (``num_request_iterations``).
+
+    Returns:
+        The number of calls made.
+
+    Example:
+        >>> replay_warmup(loaded.signatures, read_warmup("models/m/1/" + str(WARMUP_FILE)))   # doctest: +SKIP
+        3
+    """
     tf = backend.tf()
     calls = 0
     for _ in range(iterations):
@@ -237,3 +266,27 @@ def replay_warmup(signatures: Any, logs: list[Any], iterations: int = 1) -> int:
             function(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
             calls += 1
     return calls
+
+
+def replay_version_warmup(version_dir: str | os.PathLike, signatures: Any, iterations: int = 1) -> int:
+    """Reads a version's warmup file and replays it through its loaded ``signatures``.
+
+    Args:
+        version_dir: The version directory holding the warmup file.
+        signatures: The loaded SavedModel's ``signatures``.
+        iterations: Replays of each record.
+
+    Returns:
+        The number of calls made.
+
+    Raises:
+        TfdeployError: If the version has no warmup file, or it is corrupt.
+
+    Example:
+        >>> replay_version_warmup("models/m/1", loaded.signatures)     # doctest: +SKIP
+        3
+    """
+    if not has_warmup(version_dir):
+        raise TfdeployError(f"The version has no {WARMUP_FILE} to replay; write it with `tfdeploy warmup write`. "
+                            f"Received: path={str(version_dir)!r}")
+    return replay_warmup(signatures, read_warmup(Path(version_dir) / WARMUP_FILE), iterations)
