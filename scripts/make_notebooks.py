@@ -139,7 +139,7 @@ NOTEBOOKS = {
         ("markdown", "## Cold start, with and without replaying the warmup (fresh processes)"),
         ("code", "report = tfdeploy.bench(tfdeploy.BenchConfig([str(base / '1')], requests=50))\nprint(report)"),
         ("markdown", "## The hot-swap timeline: version 2 loads while version 1 serves"),
-        ("code", "from tfdeploy.measure.benchmark import hot_swap_in_fresh_process\n"
+        ("code", "from tfdeploy.measure.hot_swap import hot_swap_in_fresh_process\n"
                  "seconds = (1.5, 2.0) if FAST else (4.0, 6.0)\n"
                  "swaps = [hot_swap_in_fresh_process(base / '1', base / '2', warm=warm, steady_s=seconds[0],\n"
                  "                                   after_s=seconds[1]) for warm in (False, True)]\n"

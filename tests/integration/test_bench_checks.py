@@ -5,7 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tfdeploy.measure.benchmark import BenchConfig, bench, hot_swap
+from tfdeploy.measure.benchmark import BenchConfig, bench
+from tfdeploy.measure.hot_swap import hot_swap
 from tfdeploy.measure.checks import check_determinism, check_parity
 from tfdeploy.cli import main
 from tfdeploy.compression import CompressConfig, compress

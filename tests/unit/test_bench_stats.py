@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tfdeploy.measure.benchmark import LatencyStats, percentile, run_load
+from tfdeploy.measure.timing import LatencyStats, RequestLog, percentile, run_load, time_call, time_calls
 from tfdeploy.errors import TfdeployError
 
 
@@ -48,3 +48,22 @@ def test_run_load_by_duration():
     assert all(ms >= 2.0 for _, ms in result.samples)
     with pytest.raises(TfdeployError, match="either a number of requests or a duration"):
         run_load(lambda i: None, requests=10, duration_s=1.0, concurrency=1)
+
+
+def test_time_call_and_time_calls():
+    result, ms = time_call(lambda: time.sleep(0.01) or "done")
+    assert result == "done" and ms >= 10
+    calls = []
+    times = time_calls(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
+
+
+def test_request_log_records_tags_and_errors():
+    log = RequestLog()
+    seen = []
+    assert log.request(lambda: None, tag="N", on_sample=lambda: seen.append(1))
+    assert not log.request(lambda: 1 / 0, tag="N+1")
+    assert [tag for _, _, tag in log.samples] == ["N"] and seen == [1]
+    assert log.errors == ["ZeroDivisionError: division by zero"]
+    start_s, ms, _ = log.samples[0]
+    assert 0 <= start_s <= log.elapsed_s() and ms >= 0

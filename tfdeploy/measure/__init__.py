@@ -14,6 +14,6 @@ from tfdeploy._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "bench": "tfdeploy.measure.benchmark", "BenchConfig": "tfdeploy.measure.benchmark",
-    "hot_swap": "tfdeploy.measure.benchmark", "check_determinism": "tfdeploy.measure.checks",
+    "hot_swap": "tfdeploy.measure.hot_swap", "check_determinism": "tfdeploy.measure.checks",
     "check_parity": "tfdeploy.measure.checks",
 })

@@ -29,8 +29,10 @@ from tfdeploy import backend, faults
 from tfdeploy.model.data import Dataset, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, sample, synthesize, top1
-from tfdeploy.measure.predictors import Predictor, is_plain_saved_model, predictor_for_file
+from tfdeploy.measure.predictors import Predictor, predictor_for_file
+from tfdeploy.model.loading import is_plain_saved_model, load_model
 from tfdeploy.report import Block, Table, Text, Report
+from tfdeploy.runtime import op_determinism_enabled
 
 RANDOM_LAYERS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
                  "GaussianNoise", "AlphaDropout", "RandomFlip", "RandomRotation", "RandomZoom", "RandomCrop",
@@ -197,7 +199,6 @@ def check_determinism(artifact: str | os.PathLike, runs: int = 5, reloads: int =
     path = Path(artifact)
     if not path.exists():
         raise TfdeployError(f"No artifact at this path. Received: path={str(path)!r}")
-    from tfdeploy.runtime import op_determinism_enabled
 
     def load() -> Predictor:
         # Keras models are called as model(x), the way notebook code calls them: a Keras 3 layer called
@@ -239,8 +240,6 @@ def _find_causes(path: Path, custom_objects: Mapping[str, Any] | None, safe_mode
     if is_plain_saved_model(path):
         loaded = backend.tf().saved_model.load(str(path))
         return [c for f in loaded.signatures.values() for c in graph_causes(f)]
-    from tfdeploy.model.loading import load_model
-
     tf = backend.tf()
     model = load_model(path, custom_objects=custom_objects, safe_mode=safe_mode).model
     specs = {t.name: backend.tensor_spec(t, None) for t in backend.model_io(model).inputs}

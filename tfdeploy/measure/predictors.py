@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -29,7 +28,10 @@ import numpy as np
 
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
-from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, as_feed, batch_size, concat, take
+from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, as_feed, batch_size, concat, synthesize, take
+from tfdeploy.measure.timing import time_calls
+from tfdeploy.model.data import read_data
+from tfdeploy.model.loading import is_plain_saved_model, load_model
 
 
 @dataclasses.dataclass
@@ -168,16 +170,6 @@ def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", th
                      predict_batch=predict_batch, fixed_batch=fixed_batch, loaded=interpreter)
 
 
-def is_saved_model_dir(path: Path) -> bool:
-    """A directory with ``saved_model.pb`` (an exported TF Serving version or any SavedModel)."""
-    return path.is_dir() and (path / "saved_model.pb").is_file()
-
-
-def is_plain_saved_model(path: Path) -> bool:
-    """A SavedModel without Keras metadata: served through its signature, not as a Keras model."""
-    return is_saved_model_dir(path) and not (path / "keras_metadata.pb").is_file()
-
-
 def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_objects: Any = None,
                        threads: int | None = None, training: bool | None = False, safe_mode: bool = True) -> Predictor:
     """A predictor in the runtime that would serve ``path``.
@@ -192,26 +184,36 @@ def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_
         return tflite_predictor(path, name=name or path.stem, threads=threads)
     if is_plain_saved_model(path):
         return saved_model_predictor(path, name=name or path.name)
-    from tfdeploy.model.loading import load_model
-
     loaded = load_model(path, custom_objects=custom_objects, safe_mode=safe_mode)
     return keras_predictor(loaded.model, name=name or path.stem, training=training)
 
 
-def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 5) -> list[float]:
-    """Wall times (ms) of ``repeats`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
+def request_batch(io: ModelIO, batch: int, data: Any, seed: int) -> Arrays:
+    """One request's named inputs: the first ``batch`` samples of ``data`` (cycled), else synthesized from ``seed``.
+
+    Args:
+        io: The model's inputs.
+        batch: Samples in the request.
+        data: Real inputs (``.npz``/image directory/Dataset), or ``None`` to synthesize.
+        seed: Seed of the synthesized values.
+
+    Example:
+        >>> x = request_batch(predictor.io, 8, None, seed=0)     # doctest: +SKIP
+    """
+    if data is None:
+        return synthesize(io, batch, np.random.default_rng(seed))
+    x = read_data(data, io, hold_out=False).x
+    index = np.arange(batch) % batch_size(x)
+    return {t.name: as_feed(x[t.name][index], t) for t in io.inputs}
 
 
 def median_latency_ms(predictor: Predictor, inputs: Mapping[str, np.ndarray], repeats: int = 50,
                       warmup: int = 5) -> float:
-    """Median wall time of single-example calls (the model's fixed batch if it has one), in ms."""
+    """Median wall time of single-example calls (the model's fixed batch if it has one), in ms.
+
+    Example:
+        >>> median_latency_ms(tflite_predictor("m.tflite"), x_val, repeats=20)   # doctest: +SKIP
+        0.42
+    """
     one = take(inputs, slice(0, 1))
     return statistics.median(time_calls(lambda: predictor.predict(one), repeats, warmup))
