@@ -16,17 +16,21 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 import numpy as np
 
 from tfdeploy import backend, faults
 from tfdeploy.errors import TfdeployError
-from tfdeploy.serving.export import TFLITE_FILE
+from tfdeploy.io_spec import as_feed, concat, synthesize, top1
+from tfdeploy.measure.coldstart import measure_cold_start
+from tfdeploy.measure.predictors import predictor_for_file
 from tfdeploy.progress import ProgressLike, as_progress
-from tfdeploy.report import Block, Table, Text, Report
-from tfdeploy.serving.signature import PREDICT_METHOD, read_signatures
-from tfdeploy.serving.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, read_warmup, request_of
+from tfdeploy.report import Block, Report, Table, Text
+from tfdeploy.serving.export import TFLITE_FILE
+from tfdeploy.serving.signature import PREDICT_METHOD, SignatureInfo, read_signatures
+from tfdeploy.serving.warmup import (MAX_WARMUP_RECORDS, WARMUP_FILE, check_warmup_logs, has_warmup, read_warmup,
+                                     replay_warmup, request_inputs, request_of)
 
 
 @dataclasses.dataclass
@@ -63,22 +67,42 @@ class VerifyReport(Report):
         return [Text(f"verify {self.version_dir}: {verdict}"), Table(rows, header=("", "check", "detail"))]
 
 
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What one verification step found: its detail line, a value later steps use, and whether it passed."""
+
+    detail: str
+    value: T | None = None
+    passed: bool = True
+
+
 class _Checks:
+    """The list of checks; runs each step and records it, a step's exception being its failure."""
+
     def __init__(self) -> None:
         self.items: list[Check] = []
 
-    def run(self, name: str, step: Callable[[], str]) -> bool:
+    def run(self, name: str, step: Callable[[], Outcome[T]]) -> Outcome[T] | None:
+        """Runs ``step``; returns its outcome (even a failed one), or ``None`` if it raised."""
         try:
-            detail = step()
+            outcome = step()
         except TfdeployError as exc:
             self.items.append(Check(name, False, str(exc)))
-            return False
+            return None
         except Exception as exc:  # TF raises many kinds for a broken SavedModel; report, don't crash
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             self.items.append(Check(name, False, f"{type(exc).__name__}: {first}"))
-            return False
-        self.items.append(Check(name, True, detail))
-        return True
+            return None
+        self.items.append(Check(name, outcome.passed, outcome.detail))
+        return outcome
+
+    def passes(self, name: str, step: Callable[[], Outcome[Any]]) -> bool:
+        """Runs ``step``; whether it passed."""
+        outcome = self.run(name, step)
+        return outcome is not None and outcome.passed
 
     def skip(self, name: str, why: str) -> None:
         self.items.append(Check(name, False, f"not run: {why}"))
@@ -96,6 +120,10 @@ def verify(
     progress: ProgressLike = "auto",
 ) -> VerifyReport:
     """Verifies an exported TF Serving version directory.
+
+    The steps run in order, each one's result passed to the steps that need it: the signatures
+    (from ``saved_model.pb``), the loaded SavedModel, the warmup records; a step whose inputs
+    failed is skipped or not run.
 
     Args:
         version_dir: ``<base_dir>/<version>``.
@@ -115,116 +143,120 @@ def verify(
     """
     path = Path(version_dir)
     checks = _Checks()
-    state: dict[str, Any] = {}
-
+    report = VerifyReport(str(path), checks.items)
     checks.run("numeric version directory", lambda: _numeric(path))
-
-    def signatures() -> str:
-        state["signatures"] = read_signatures(path)
-        return f"MetaGraph 'serve' with signatures {sorted(state['signatures'])}"
-
-    if not checks.run("saved_model.pb has a 'serve' MetaGraph", signatures):
-        return VerifyReport(str(path), checks.items)
-
-    def signature_present() -> str:
-        sigs = state["signatures"]
-        if signature_name not in sigs:
-            raise TfdeployError(f"signature {signature_name!r} missing (has {sorted(sigs)}); clients calling it fail")
-        sig = sigs[signature_name]
-        if sig.method_name != PREDICT_METHOD:
-            return f"{signature_name}: {sig.method_name}"
-        return f"{signature_name}: inputs {sorted(sig.inputs)} -> outputs {sorted(sig.outputs)}"
-
-    have_signature = checks.run(f"signature {signature_name!r} present", signature_present)
-
-    def load() -> str:
-        tf = backend.tf()
-        state["loaded"] = tf.saved_model.load(str(path), tags=["serve"])
-        return "tf.saved_model.load(tags=['serve']) succeeded"
-
-    loaded_ok = checks.run("SavedModel loads with tag 'serve'", load)
-
-    warmup_path = path / WARMUP_FILE
-
-    def framing() -> str:
-        if not warmup_path.is_file():
-            raise TfdeployError(
-                f"no {WARMUP_FILE}: TF Serving will serve the first requests cold; write it with "
-                f"`tfdeploy warmup write {path}`"
-            )
-        state["logs"] = read_warmup(warmup_path)
-        return f"{len(state['logs'])} record(s), TFRecord framing and CRCs intact"
-
-    if checks.run("warmup file framing (TFRecord CRCs)", framing):
-        logs = state["logs"]
-
-        def count() -> str:
-            if len(logs) > MAX_WARMUP_RECORDS:
-                raise TfdeployError(f"more than {MAX_WARMUP_RECORDS} records: TF Serving fails the load")
-            return f"{len(logs)} ≤ {MAX_WARMUP_RECORDS}"
-
-        checks.run("warmup record count", count)
-
-        def records() -> str:
-            check_warmup_logs(logs[:MAX_WARMUP_RECORDS], state["signatures"])
-            kinds = sorted({request_of(log)[0] for log in logs})
-            return f"every record parses ({', '.join(kinds)}) and matches its signature's input keys, dtypes, shapes"
-
-        records_ok = checks.run("warmup records match the signature", records)
-        if loaded_ok and records_ok:
-            from tfdeploy.serving.warmup import replay_warmup
-
-            checks.run("warmup replay through the SavedModel",
-                       lambda: f"{replay_warmup(state['loaded'].signatures, logs)} request(s) succeeded")
-        else:
-            checks.skip("warmup replay through the SavedModel", "the SavedModel or the records are broken")
-
+    found = checks.run("saved_model.pb has a 'serve' MetaGraph", lambda: _signatures(path))
+    if found is None:
+        return report
+    signatures = found.value
+    have_signature = checks.passes(f"signature {signature_name!r} present",
+                                   lambda: _signature_present(signatures, signature_name))
+    loaded = checks.run("SavedModel loads with tag 'serve'", lambda: _load(path))
+    logs = _check_warmup(checks, path, signatures, loaded.value if loaded else None)
     tflite = path / TFLITE_FILE
     if tflite.exists() and have_signature:
         checks.run(f"{TFLITE_FILE} loads and matches the signature",
-                   lambda: _check_tflite(tflite, state["signatures"][signature_name]))
-
-    report = VerifyReport(str(path), checks.items)
-    if cold_start and loaded_ok and have_signature:
-        from tfdeploy.measure.coldstart import measure_cold_start
-
-        def measure() -> str:
-            runs = 2 if "logs" in state else 1
-            with as_progress(progress).task("cold start in fresh processes", total=runs, unit="process") as task:
-                cold = measure_cold_start(path, replay_warmup=False, signature_name=signature_name)
-                task.advance()
-                warm = measure_cold_start(path, replay_warmup=True, signature_name=signature_name) \
-                    if runs == 2 else None
-                task.advance(runs - 1)
-            report.cold_start = {"without_warmup": cold, "with_warmup": warm}
-            text = (f"without warmup: first {cold['first_ms']:.1f} ms = {cold['first_over_steady']:.1f}× steady "
-                    f"p50 {cold['steady_p50_ms']:.2f} ms")
-            if warm:
-                text += (f"; after replaying warmup: first {warm['first_ms']:.1f} ms = "
-                         f"{warm['first_over_steady']:.1f}× steady")
-            return text
-
-        checks.run("cold start (fresh processes)", measure)
-    if source_model is not None and loaded_ok and have_signature:
-        def parity() -> str:
-            report.parity = _parity(state["loaded"].signatures[signature_name], state["signatures"][signature_name],
-                                    source_model, state.get("logs"), custom_objects, atol, safe_mode)
-            p = report.parity
-            diffs = ", ".join(f"{name} {diff:.3g}" for name, diff in p["max_abs_diff_by_output"].items())
-            text = f"max abs diff per output: {diffs} (atol {atol}) on {p['samples']} samples"
-            if p["max_abs_diff"] > atol:
-                raise TfdeployError(f"outputs differ from the source model: {text}")
-            return text
-
-        checks.run(f"output parity with {source_model}", parity)
-    report.checks = checks.items
+                   lambda: Outcome(_check_tflite(tflite, signatures[signature_name])))
+    if not (loaded and have_signature):
+        return report
+    if cold_start:
+        measured = checks.run("cold start (fresh processes)",
+                              lambda: _cold_start(path, signature_name, logs is not None, progress))
+        report.cold_start = measured.value if measured else {}
+    if source_model is not None:
+        compared = checks.run(f"output parity with {source_model}", lambda: _parity_outcome(
+            loaded.value.signatures[signature_name], signatures[signature_name], source_model, logs,
+            custom_objects, atol, safe_mode))
+        report.parity = compared.value if compared else {}
     return report
 
 
-def _numeric(path: Path) -> str:
+def _signatures(path: Path) -> Outcome[dict[str, SignatureInfo]]:
+    signatures = read_signatures(path)
+    return Outcome(f"MetaGraph 'serve' with signatures {sorted(signatures)}", signatures)
+
+
+def _signature_present(signatures: Mapping[str, SignatureInfo], signature_name: str) -> Outcome[None]:
+    if signature_name not in signatures:
+        raise TfdeployError(f"signature {signature_name!r} missing (has {sorted(signatures)}); clients calling it fail")
+    sig = signatures[signature_name]
+    if sig.method_name != PREDICT_METHOD:
+        return Outcome(f"{signature_name}: {sig.method_name}")
+    return Outcome(f"{signature_name}: inputs {sorted(sig.inputs)} -> outputs {sorted(sig.outputs)}")
+
+
+def _load(path: Path) -> Outcome[Any]:
+    loaded = backend.tf().saved_model.load(str(path), tags=["serve"])
+    return Outcome("tf.saved_model.load(tags=['serve']) succeeded", loaded)
+
+
+def _check_warmup(checks: _Checks, path: Path, signatures: Mapping[str, SignatureInfo],
+                  loaded: Any) -> list[Any] | None:
+    """The warmup checks: framing, record count, records against the signature, replay. Returns the records."""
+    framed = checks.run("warmup file framing (TFRecord CRCs)", lambda: _warmup_framing(path))
+    if framed is None:
+        return None
+    logs = framed.value
+    checks.run("warmup record count", lambda: _warmup_count(logs))
+    records_ok = checks.passes("warmup records match the signature", lambda: _warmup_records(logs, signatures))
+    if loaded is not None and records_ok:
+        checks.run("warmup replay through the SavedModel",
+                   lambda: Outcome(f"{replay_warmup(loaded.signatures, logs)} request(s) succeeded"))
+    else:
+        checks.skip("warmup replay through the SavedModel", "the SavedModel or the records are broken")
+    return logs
+
+
+def _warmup_framing(path: Path) -> Outcome[list[Any]]:
+    if not has_warmup(path):
+        raise TfdeployError(
+            f"no {WARMUP_FILE}: TF Serving will serve the first requests cold; write it with "
+            f"`tfdeploy warmup write {path}`"
+        )
+    logs = read_warmup(path / WARMUP_FILE)
+    return Outcome(f"{len(logs)} record(s), TFRecord framing and CRCs intact", logs)
+
+
+def _warmup_count(logs: list[Any]) -> Outcome[None]:
+    if len(logs) > MAX_WARMUP_RECORDS:
+        raise TfdeployError(f"more than {MAX_WARMUP_RECORDS} records: TF Serving fails the load")
+    return Outcome(f"{len(logs)} ≤ {MAX_WARMUP_RECORDS}")
+
+
+def _warmup_records(logs: list[Any], signatures: Mapping[str, SignatureInfo]) -> Outcome[None]:
+    check_warmup_logs(logs[:MAX_WARMUP_RECORDS], dict(signatures))
+    kinds = sorted({request_of(log)[0] for log in logs})
+    return Outcome(f"every record parses ({', '.join(kinds)}) and matches its signature's input keys, dtypes, shapes")
+
+
+def _cold_start(path: Path, signature_name: str, with_warmup: bool, progress: ProgressLike) -> Outcome[dict[str, Any]]:
+    runs = 2 if with_warmup else 1
+    with as_progress(progress).task("cold start in fresh processes", total=runs, unit="process") as task:
+        cold = measure_cold_start(path, replay_warmup=False, signature_name=signature_name)
+        task.advance()
+        warm = measure_cold_start(path, replay_warmup=True, signature_name=signature_name) if with_warmup else None
+        task.advance(runs - 1)
+    text = (f"without warmup: first {cold['first_ms']:.1f} ms = {cold['first_over_steady']:.1f}× steady "
+            f"p50 {cold['steady_p50_ms']:.2f} ms")
+    if warm:
+        text += f"; after replaying warmup: first {warm['first_ms']:.1f} ms = {warm['first_over_steady']:.1f}× steady"
+    return Outcome(text, {"without_warmup": cold, "with_warmup": warm})
+
+
+def _parity_outcome(function: Any, signature: SignatureInfo, source_model: Any, logs: list[Any] | None,
+                    custom_objects: Mapping[str, Any] | None, atol: float, safe_mode: bool) -> Outcome[dict[str, Any]]:
+    parity = _parity(function, signature, source_model, logs, custom_objects, atol, safe_mode)
+    diffs = ", ".join(f"{name} {diff:.3g}" for name, diff in parity["max_abs_diff_by_output"].items())
+    text = f"max abs diff per output: {diffs} (atol {atol}) on {parity['samples']} samples"
+    if parity["max_abs_diff"] > atol:
+        return Outcome(f"outputs differ from the source model: {text}", parity, passed=False)
+    return Outcome(text, parity)
+
+
+def _numeric(path: Path) -> Outcome[None]:
     if not path.name.isdigit():
         raise TfdeployError(f"TF Serving only loads numeric version directories; {path.name!r} is not one")
-    return f"version {int(path.name)}"
+    return Outcome(f"version {int(path.name)}")
 
 
 def _check_tflite(path: Path, signature: Any) -> str:
@@ -243,10 +275,6 @@ PARITY_SAMPLES = 32
 def _parity(function: Any, signature: Any, source_model: Any, logs: list[Any] | None,
             custom_objects: Mapping[str, Any] | None, atol: float, safe_mode: bool) -> dict[str, Any]:
     """Source model vs the exported signature on every warmup sample (topped up to 32 with synthesized ones)."""
-    from tfdeploy.io_spec import as_feed, concat, synthesize, top1
-    from tfdeploy.measure.predictors import predictor_for_file
-    from tfdeploy.serving.warmup import request_inputs
-
     tf = backend.tf()
     io = signature.io
     parts = [request_inputs(request) for kind, request in (request_of(log) for log in logs or [])
