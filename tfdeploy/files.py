@@ -38,7 +38,12 @@ _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-
 
 
 def current_umask() -> int:
-    """The process's umask (read from ``/proc`` where possible: setting it to read it races threads)."""
+    """The process's umask (read from ``/proc`` where possible: setting it to read it races threads).
+
+    Example:
+        >>> current_umask()          # doctest: +SKIP
+        18
+    """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -51,14 +56,23 @@ def current_umask() -> int:
 
 
 def published_mode(path: Path, umask: int | None = None) -> int:
-    """What a normal ``open``/``mkdir`` would give: 0755 dirs, 0644 files (executables 0755) under umask 022."""
+    """What a normal ``open``/``mkdir`` would give: 0755 dirs, 0644 files (executables 0755) under umask 022.
+
+    Example:
+        >>> oct(published_mode(Path("run.sh"), umask=0o022))   # an executable file  # doctest: +SKIP
+        '0o755'
+    """
     mask = current_umask() if umask is None else umask
     executable = path.is_dir() or bool(path.stat().st_mode & 0o100)
     return (0o777 if executable else 0o666) & ~mask
 
 
 def fsync_path(path: Path) -> None:
-    """Flushes a file's data (or a directory's entries) to the disk."""
+    """Flushes a file's data (or a directory's entries) to the disk.
+
+    Example:
+        >>> fsync_path(Path("models/m"))    # doctest: +SKIP
+    """
     flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
     fd = os.open(path, flags)
     try:
@@ -72,13 +86,21 @@ def _temp_name(target: Path, kind: str = "tmp") -> Path:
 
 
 def ensure_writable(target: Path, overwrite: bool) -> None:
-    """Refuses to replace ``target`` unless ``overwrite``; creates its parent directory."""
+    """Refuses to replace ``target`` unless ``overwrite``; creates its parent directory.
+
+    Example:
+        >>> ensure_writable(Path("out/report.json"), overwrite=False)   # doctest: +SKIP
+    """
     refuse_existing([target], overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
 
 
 def refuse_existing(targets: Iterable[Path], overwrite: bool) -> None:
-    """Raises, before any work, if one of ``targets`` exists and ``overwrite`` is off."""
+    """Raises, before any work, if one of ``targets`` exists and ``overwrite`` is off.
+
+    Example:
+        >>> refuse_existing([Path("out/a.json"), Path("out/b.png")], overwrite=False)   # doctest: +SKIP
+    """
     existing = [str(p) for p in targets if Path(p).exists()]
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
@@ -93,6 +115,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     The caller writes the file there (any writer: Keras, TFRecordWriter, ...). It is then synced,
     given the published mode and renamed over ``target``; the parent directory is synced. On any
     error the temporary file is removed and ``target`` is untouched.
+
+    Example:
+        >>> with atomic_path(Path("out/model.keras")) as tmp:    # doctest: +SKIP
+        ...     model.save(tmp)
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(target)
@@ -108,7 +134,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def write_atomic(target: Path, data: bytes | str) -> Path:
-    """Writes ``data`` to ``target`` durably and atomically (see :func:`atomic_path`)."""
+    """Writes ``data`` to ``target`` durably and atomically (see :func:`atomic_path`).
+
+    Example:
+        >>> write_atomic(Path("out/report.json"), "{}")     # doctest: +SKIP
+        PosixPath('out/report.json')
+    """
     target = Path(target)
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as handle:
@@ -158,6 +189,10 @@ def remove_stale_staging(parent: Path) -> list[str]:
 
     Returns:
         ``name (size)`` of each removed entry.
+
+    Example:
+        >>> remove_stale_staging(Path("models/fashion"))    # doctest: +SKIP
+        ['.1.tmp-4242-0a1b2c3d (12.3 MB)']
     """
     removed = []
     if not parent.is_dir():
@@ -176,7 +211,11 @@ def remove_stale_staging(parent: Path) -> list[str]:
 
 
 def finalize_tree(root: Path) -> None:
-    """Gives every file and directory under ``root`` the published mode and syncs it to the disk."""
+    """Gives every file and directory under ``root`` the published mode and syncs it to the disk.
+
+    Example:
+        >>> finalize_tree(Path("models/fashion/.2.tmp-4242-0a1b2c3d"))    # doctest: +SKIP
+    """
     mask = current_umask()
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         os.chmod(path, published_mode(path, mask))
@@ -190,6 +229,9 @@ def exchange(first: Path, second: Path) -> None:
 
     Raises:
         OSError: ``ENOSYS``/``EINVAL`` where the kernel or file system cannot do it.
+
+    Example:
+        >>> exchange(Path("models/m/.1.tmp-1-ab"), Path("models/m/1"))   # doctest: +SKIP
     """
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
@@ -202,7 +244,12 @@ def exchange(first: Path, second: Path) -> None:
 
 
 def publish_directory(staging: Path, target: Path, overwrite: bool) -> Publication:
-    """Moves a fully written ``staging`` directory to ``target``; swaps it in if ``target`` exists."""
+    """Moves a fully written ``staging`` directory to ``target``; swaps it in if ``target`` exists.
+
+    Example:
+        >>> publish_directory(Path("models/m/.2.tmp-1-ab"), Path("models/m/2"), overwrite=False).replaced  # doctest: +SKIP
+        False
+    """
     publication = Publication(staging=staging, target=target)
     if target.exists():
         if not overwrite:
@@ -233,6 +280,10 @@ def staged_directory(target: Path, overwrite: bool) -> Iterator[Publication]:
     ``target``. The staging name starts with a dot and is not numeric, so TF Serving never loads
     it; stale staging directories of dead processes in the same parent are removed first. If the
     block raises, the staging directory is removed and ``target`` is untouched.
+
+    Example:
+        >>> with staged_directory(Path("models/m/2"), overwrite=False) as publication:   # doctest: +SKIP
+        ...     (publication.staging / "saved_model.pb").write_bytes(data)
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     removed = remove_stale_staging(target.parent)

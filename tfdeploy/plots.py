@@ -22,7 +22,11 @@ _LABEL_OFFSETS += [(dx * 2, dy * 2) for dx, dy in _LABEL_OFFSETS] + [(dx * 3, dy
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend."""
+    """matplotlib.pyplot on the Agg backend.
+
+    Example:
+        >>> fig, ax = pyplot().subplots()     # doctest: +SKIP
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +36,12 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Writes ``fig`` as a PNG atomically and closes it."""
+    """Writes ``fig`` as a PNG atomically and closes it.
+
+    Example:
+        >>> save(fig, "out/latency.png")      # doctest: +SKIP
+        PosixPath('out/latency.png')
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     pyplot().close(fig)
@@ -45,6 +54,9 @@ def label_points(ax: Any, points: Sequence[tuple[float, float]], labels: Sequenc
 
     Each label tries offsets around its point, nearest first, and takes the first free one; a label
     with no free place gets an arrow to its point from the farthest offset.
+
+    Example:
+        >>> boxes = label_points(ax, [(1.0, 90.0), (1.01, 90.0)], ["a", "b"])   # doctest: +SKIP
     """
     fig = ax.figure
     fig.canvas.draw()
@@ -96,6 +108,10 @@ def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequen
     """Scatter of gzip size against accuracy (or agreement), one labelled marker per variant.
 
     Variants at the same point (``strip`` and the original) share one marker and one label.
+
+    Example:
+        >>> size_vs_accuracy(["original", "int8"], [1500.0, 300.0], [92.4, 92.1], "accuracy (%)", "size.png")  # doctest: +SKIP
+        PosixPath('size.png')
     """
     names, kib, percent = merge_coincident(names, kib, percent)
     plt = pyplot()
@@ -115,7 +131,12 @@ def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequen
 
 def latency_percentiles(labels: Sequence[str], p50: Sequence[float], p99: Sequence[float], p999: Sequence[float],
                         path: str | os.PathLike) -> Path:
-    """Grouped bars of p50/p99/p999 latency, one group per artifact (and batch size)."""
+    """Grouped bars of p50/p99/p999 latency, one group per artifact (and batch size).
+
+    Example:
+        >>> latency_percentiles(["v1, batch 1"], [0.4], [0.9], [1.5], "latency.png")   # doctest: +SKIP
+        PosixPath('latency.png')
+    """
     import numpy as np
 
     plt = pyplot()
@@ -133,7 +154,12 @@ def latency_percentiles(labels: Sequence[str], p50: Sequence[float], p99: Sequen
 
 
 def hot_swap_timeline(reports: Sequence[Any], path: str | os.PathLike) -> Path:
-    """Latency over time, one panel per hot-swap run, with N+1's load window and the switch marked."""
+    """Latency over time, one panel per hot-swap run, with N+1's load window and the switch marked.
+
+    Example:
+        >>> hot_swap_timeline([cold_report, warm_report], "hot_swap.png")   # doctest: +SKIP
+        PosixPath('hot_swap.png')
+    """
     plt = pyplot()
     fig, axes = plt.subplots(len(reports), 1, figsize=(9, 3.2 * len(reports)), squeeze=False, sharey=True)
     for ax, report in zip(axes[:, 0], reports):

@@ -98,7 +98,12 @@ def _inbound_training_flags(layer_config: Mapping[str, Any]) -> list[bool]:
 
 
 def layer_causes(model: Any, prefix: str = "") -> list[Cause]:
-    """Layers that make inference random or batch-dependent, found in the model's config (recursively)."""
+    """Layers that make inference random or batch-dependent, found in the model's config (recursively).
+
+    Example:
+        >>> [c.kind for c in layer_causes(model)]       # doctest: +SKIP
+        ['random layer called with training=True']
+    """
     causes: list[Cause] = []
     try:
         config = model.get_config()
@@ -124,7 +129,12 @@ def layer_causes(model: Any, prefix: str = "") -> list[Cause]:
 
 
 def graph_nodes(function: Any) -> Iterable[Any]:
-    """NodeDefs of a concrete function, including the functions it calls."""
+    """NodeDefs of a concrete function, including the functions it calls.
+
+    Example:
+        >>> {node.op for node in graph_nodes(loaded.signatures["serving_default"])}   # doctest: +SKIP
+        {'Placeholder', 'MatMul', ...}
+    """
     graph_def = function.graph.as_graph_def()
     yield from graph_def.node
     for library_function in graph_def.library.function:
@@ -132,7 +142,12 @@ def graph_nodes(function: Any) -> Iterable[Any]:
 
 
 def graph_causes(function: Any) -> list[Cause]:
-    """Stateful random ops in an inference graph (unseeded ones named as such)."""
+    """Stateful random ops in an inference graph (unseeded ones named as such).
+
+    Example:
+        >>> [c.where for c in graph_causes(loaded.signatures["serving_default"])]   # doctest: +SKIP
+        ['random_uniform (RandomUniform, unseeded)']
+    """
     causes = []
     for node in graph_nodes(function):
         if node.op in STATEFUL_RANDOM_OPS:
@@ -148,7 +163,11 @@ def graph_causes(function: Any) -> list[Cause]:
 
 
 def check_inputs(io: ModelIO, data: str | os.PathLike | Dataset | None, samples: int, seed: int) -> Arrays:
-    """``samples`` named inputs: drawn from the data's validation split, or synthesized."""
+    """``samples`` named inputs: drawn from the data's validation split, or synthesized.
+
+    Example:
+        >>> x = check_inputs(predictor.io, None, samples=16, seed=0)     # doctest: +SKIP
+    """
     if data is None:
         return synthesize(io, samples, np.random.default_rng(seed))
     bound = read_data(data, io, hold_out=False)

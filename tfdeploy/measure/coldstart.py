@@ -112,7 +112,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:  # pragma: no cover - exercised through measure_cold_start in a subprocess
-    """``python -m tfdeploy.measure.coldstart``: one measurement, printed as JSON."""
+    """``python -m tfdeploy.measure.coldstart``: one measurement, printed as JSON.
+
+    Example:
+        >>> main()   # python -m tfdeploy.measure.coldstart models/m/1 --replay-warmup   # doctest: +SKIP
+    """
     child_main(__doc__.splitlines()[0], _arguments,
                lambda args: measure_here(args.artifact, args.replay_warmup, args.steady_calls, args.signature))
 

@@ -75,7 +75,12 @@ class HotSwapReport(Report):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HotSwapReport":
-        """The report from :meth:`to_dict` plus ``samples`` (what the child process prints)."""
+        """The report from :meth:`to_dict` plus ``samples`` (what the child process prints).
+
+        Example:
+            >>> HotSwapReport.from_dict({**report.to_dict(), "samples": report.samples}) == report   # doctest: +SKIP
+            True
+        """
         stats = {key: LatencyStats(**data[key]) for key in ("steady", "swap_window", "after_switch")}
         return cls(**{**data, **stats, "samples": [tuple(sample) for sample in data.get("samples", [])]})
 
@@ -281,7 +286,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:  # pragma: no cover - exercised through hot_swap_in_fresh_process
-    """``python -m tfdeploy.measure.hot_swap``: one run, printed as JSON."""
+    """``python -m tfdeploy.measure.hot_swap``: one run, printed as JSON.
+
+    Example:
+        >>> main()   # python -m tfdeploy.measure.hot_swap models/m/1 models/m/2 --warm   # doctest: +SKIP
+    """
     child_main("One hot-swap run (used by hot_swap_in_fresh_process).", _arguments, _run)
 
 

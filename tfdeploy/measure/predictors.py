@@ -58,7 +58,12 @@ class Predictor:
     loaded: Any = None
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
-        """Runs ``inputs`` in chunks and concatenates every output."""
+        """Runs ``inputs`` in chunks and concatenates every output.
+
+        Example:
+            >>> predictor.predict({"image": x_val})["probabilities"].shape    # doctest: +SKIP
+            (1000, 10)
+        """
         n = batch_size(inputs)
         step = self.fixed_batch or self.max_batch
         parts = []
@@ -82,6 +87,10 @@ def keras_predictor(model: Any, name: str = "keras", training: bool | None = Fal
 
     ``training=False`` is how models are served; ``None`` calls ``model(x)`` the way notebook code
     does, where a Keras 3 layer called with ``training=True`` inside the model stays random.
+
+    Example:
+        >>> keras_predictor(model).predict({"image": x})["probabilities"].shape    # doctest: +SKIP
+        (32, 10)
     """
     tf = backend.tf()
     io = backend.model_io(model)
@@ -97,7 +106,12 @@ def keras_predictor(model: Any, name: str = "keras", training: bool | None = Fal
 
 def saved_model_predictor(version_dir: str | os.PathLike, signature_name: str = "serving_default",
                           name: str | None = None) -> Predictor:
-    """A :class:`Predictor` calling a SavedModel signature, as TF Serving runs it."""
+    """A :class:`Predictor` calling a SavedModel signature, as TF Serving runs it.
+
+    Example:
+        >>> saved_model_predictor("models/fashion/1").runtime     # doctest: +SKIP
+        'SavedModel signature serving_default'
+    """
     signature = backend.SavedModelFunction(str(version_dir), signature_name)
 
     def predict_batch(inputs: Arrays) -> Arrays:
@@ -141,7 +155,11 @@ STATEFUL_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "
 
 
 def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", threads: int | None = None) -> Predictor:
-    """A :class:`Predictor` around a TFLite model's signature runner (handles int8/uint8 I/O)."""
+    """A :class:`Predictor` around a TFLite model's signature runner (handles int8/uint8 I/O).
+
+    Example:
+        >>> tflite_predictor("out/ptq-int8.tflite", threads=2).fixed_batch    # doctest: +SKIP
+    """
     interpreter, runtime = backend.tflite_interpreter(source, threads)
     signatures = interpreter.get_signature_list()
     if not signatures:
@@ -176,6 +194,10 @@ def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_
 
     ``.tflite`` -> TFLite interpreter; a SavedModel directory without Keras metadata -> its
     ``serving_default`` signature; ``.keras``/``.h5``/tf_keras SavedModel -> the Keras model.
+
+    Example:
+        >>> predictor_for_file("models/fashion/1").runtime     # doctest: +SKIP
+        'SavedModel signature serving_default'
     """
     path = Path(path)
     if path.suffix == ".tflite":

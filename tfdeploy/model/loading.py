@@ -3,7 +3,7 @@
 Example:
     >>> from tfdeploy import load_model, save_model
     >>> loaded = load_model("trained.keras")                  # doctest: +SKIP
-    >>> loaded.flavour
+    >>> loaded.flavour                                    # doctest: +SKIP
     <KerasFlavour.KERAS3: 'keras3'>
     >>> save_model(loaded.model, "serving.keras")             # no optimizer state  # doctest: +SKIP
 """
@@ -69,7 +69,12 @@ class ModelFormat(str, enum.Enum):
 
     @classmethod
     def of_path(cls, path: Path) -> "ModelFormat":
-        """Infers the format from a path (a directory is a SavedModel)."""
+        """Infers the format from a path (a directory is a SavedModel).
+
+        Example:
+            >>> ModelFormat.of_path(Path("model.h5"))
+            <ModelFormat.H5: '.h5'>
+        """
         suffix = path.suffix.lower()
         if suffix == ".hdf5":
             return cls.H5
@@ -212,7 +217,12 @@ def _model_config(path: Path) -> dict[str, Any] | None:
 
 
 def unknown_classes(path: Path, keras: Any) -> list[str]:
-    """Class names in a saved model's config that ``keras`` does not provide (custom layers)."""
+    """Class names in a saved model's config that ``keras`` does not provide (custom layers).
+
+    Example:
+        >>> unknown_classes(Path("custom.keras"), backend.keras3())    # doctest: +SKIP
+        ['MyLayer']
+    """
     found: list[str] = []
     for _, name in layer_classes(path):
         if name not in _BUILTIN_MODEL_CLASSES and not hasattr(keras.layers, name) and name not in found:
@@ -254,7 +264,7 @@ def load_model(
 
     Example:
         >>> loaded = load_model("model.h5")     # doctest: +SKIP
-        >>> loaded.flavour, loaded.model.count_params()
+        >>> loaded.flavour, loaded.model.count_params()    # doctest: +SKIP
         (<KerasFlavour.TF_KERAS: 'tf_keras'>, 1234)
     """
     path = Path(path)
@@ -303,7 +313,12 @@ def _load_error(exc: Exception, path: Path, flavour: KerasFlavour, custom_object
 
 
 def layer_classes(path: Path) -> list[tuple[str, str]]:
-    """``(layer name, class name)`` of every layer in a saved model's config (nested models included)."""
+    """``(layer name, class name)`` of every layer in a saved model's config (nested models included).
+
+    Example:
+        >>> layer_classes(Path("model.keras"))[:1]      # doctest: +SKIP
+        [('image', 'InputLayer')]
+    """
     found: list[tuple[str, str]] = []
 
     def walk(layers: Any) -> None:
@@ -319,7 +334,12 @@ def layer_classes(path: Path) -> list[tuple[str, str]]:
 
 
 def has_optimizer_state(path: str | os.PathLike) -> bool:
-    """Whether a ``.keras``/``.h5`` file stores optimizer variables (what ``strip`` removes)."""
+    """Whether a ``.keras``/``.h5`` file stores optimizer variables (what ``strip`` removes).
+
+    Example:
+        >>> has_optimizer_state("trained.keras")       # doctest: +SKIP
+        True
+    """
     import h5py
 
     path = Path(path)
@@ -424,6 +444,11 @@ def artifact_size(path: str | os.PathLike) -> ArtifactSize:
 
 
 def count_params(model: Any) -> int:
-    """Number of weights in a model (trainable and not); a plain SavedModel counts its variables."""
+    """Number of weights in a model (trainable and not); a plain SavedModel counts its variables.
+
+    Example:
+        >>> count_params(load_model("model.keras").model)     # doctest: +SKIP
+        1234
+    """
     variables = model.function.variables if isinstance(model, backend.SavedModelFunction) else model.weights
     return int(sum(int(np.prod(w.shape)) for w in variables))

@@ -98,7 +98,12 @@ def _build_file() -> Any:
 
 @functools.lru_cache(maxsize=None)
 def load_schemas() -> Schemas:
-    """Returns the message classes (TF Serving's own if importable, else the mirror)."""
+    """Returns the message classes (TF Serving's own if importable, else the mirror).
+
+    Example:
+        >>> load_schemas().MonitoringConfig().prometheus_config.enable     # doctest: +SKIP
+        False
+    """
     from tfdeploy import backend
 
     backend.tf_proto("config_pb2")  # registers tensorflow/core/protobuf/config.proto in the default pool

@@ -83,6 +83,10 @@ def read_signatures(version_dir: str | os.PathLike, tag: str = "serve") -> dict[
 
     Raises:
         TfdeployError: If the file is missing, unparsable, or has no MetaGraph with ``tag``.
+
+    Example:
+        >>> sorted(read_signatures("models/fashion/1"))      # doctest: +SKIP
+        ['serving_default']
     """
     from tfdeploy import backend
 

@@ -52,7 +52,13 @@ def _from_data(io: ModelIO, data: ModelData, batch: int, offset: int) -> Arrays:
 
 
 def predict_log(model_name: str, signature_name: str, inputs: Mapping[str, np.ndarray]) -> Any:
-    """Builds a ``PredictionLog`` holding a ``PredictRequest`` with every named input (strings as DT_STRING)."""
+    """Builds a ``PredictionLog`` holding a ``PredictRequest`` with every named input (strings as DT_STRING).
+
+    Example:
+        >>> log = predict_log("fashion", "serving_default", {"image": np.zeros((1, 28, 28, 1), "float32")})  # doctest: +SKIP
+        >>> log.WhichOneof("log_type")
+        'predict_log'
+    """
     tf = backend.tf()
     predict_pb2, prediction_log_pb2 = backend.tf_proto("predict_pb2"), backend.tf_proto("prediction_log_pb2")
     request = predict_pb2.PredictRequest()
@@ -64,7 +70,12 @@ def predict_log(model_name: str, signature_name: str, inputs: Mapping[str, np.nd
 
 
 def request_of(log: Any) -> tuple[str, Any]:
-    """The request inside a PredictionLog and its kind (``predict``, ``classify``, ...)."""
+    """The request inside a PredictionLog and its kind (``predict``, ``classify``, ...).
+
+    Example:
+        >>> request_of(log)[0]           # doctest: +SKIP
+        'predict_log'
+    """
     kind = log.WhichOneof("log_type")
     if kind is None:
         raise TfdeployError("A warmup record is an empty PredictionLog (no log_type set).")
@@ -72,13 +83,22 @@ def request_of(log: Any) -> tuple[str, Any]:
 
 
 def request_inputs(request: Any) -> Arrays:
-    """A PredictRequest's inputs as named arrays (strings as ``bytes`` objects)."""
+    """A PredictRequest's inputs as named arrays (strings as ``bytes`` objects).
+
+    Example:
+        >>> request_inputs(log.predict_log.request)["image"].shape     # doctest: +SKIP
+        (1, 28, 28, 1)
+    """
     tf = backend.tf()
     return {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
 
 
 def check_warmup_logs(logs: Sequence[Any], signatures: dict[str, SignatureInfo]) -> None:
-    """Applies TF Serving's warmup rules; raises TfdeployError naming the record and field at fault."""
+    """Applies TF Serving's warmup rules; raises TfdeployError naming the record and field at fault.
+
+    Example:
+        >>> check_warmup_logs([log], read_signatures("models/fashion/1"))    # doctest: +SKIP
+    """
     if len(logs) > MAX_WARMUP_RECORDS:
         raise TfdeployError(
             f"TF Serving accepts at most {MAX_WARMUP_RECORDS} warmup records and fails the load otherwise. "
@@ -115,7 +135,12 @@ def check_warmup_logs(logs: Sequence[Any], signatures: dict[str, SignatureInfo])
 
 
 def write_warmup_records(version_dir: str | os.PathLike, logs: Sequence[Any]) -> Path:
-    """Checks ``logs`` against the SavedModel and writes them as the version's warmup file (atomically)."""
+    """Checks ``logs`` against the SavedModel and writes them as the version's warmup file (atomically).
+
+    Example:
+        >>> write_warmup_records("models/fashion/1", [log])      # doctest: +SKIP
+        PosixPath('models/fashion/1/assets.extra/tf_serving_warmup_requests')
+    """
     tf = backend.tf()
     version_dir = Path(version_dir)
     check_warmup_logs(logs, read_signatures(version_dir))
@@ -207,6 +232,10 @@ def read_warmup(path: str | os.PathLike) -> list[Any]:
 
     Raises:
         TfdeployError: ``DATA_LOSS`` for broken framing/CRC or a record that does not parse.
+
+    Example:
+        >>> len(read_warmup("models/fashion/1/assets.extra/tf_serving_warmup_requests"))   # doctest: +SKIP
+        3
     """
     tf = backend.tf()
     DecodeError, prediction_log_pb2 = backend.protobuf_decode_error(), backend.tf_proto("prediction_log_pb2")

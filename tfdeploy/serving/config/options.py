@@ -84,7 +84,13 @@ class ServingConfig:
     overwrite: bool = False
 
     def validate(self) -> None:
-        """Raises TfdeployError naming the first invalid field."""
+        """Raises TfdeployError naming the first invalid field.
+
+        Example:
+            >>> ServingConfig([ServedModel("fashion", "models/fashion")], "serving", rest_port=8500).validate()  # doctest: +SKIP
+            Traceback (most recent call last):
+            TfdeployError: The REST and gRPC ports must differ. Received: rest_port=8500
+        """
         if not self.models:
             raise TfdeployError("Give at least one model (NAME=BASE_DIR). Received: models=[]")
         names = [m.name for m in self.models]

@@ -71,7 +71,12 @@ class ServingFile:
         return f"{CONTAINER_CONFIG}/{self.name}"
 
     def server_flags(self, config: ServingConfig) -> list[str]:
-        """The flags this file implies for ``config`` (none if ``flags_when`` says no)."""
+        """The flags this file implies for ``config`` (none if ``flags_when`` says no).
+
+        Example:
+            >>> SERVING_FILES[0].server_flags(config)      # doctest: +SKIP
+            ['--model_config_file=/config/models.config']
+        """
         if self.flags_when is not None and not self.flags_when(config):
             return []
         return [flag.format(path=self.container_path) for flag in self.flags]
@@ -81,6 +86,10 @@ class ServingFile:
 
         Raises:
             TfdeployError: If the builder returned the wrong kind of value for the entry.
+
+        Example:
+            >>> next(f for f in SERVING_FILES if f.name == "run.sh").render(config).startswith("#!/bin/sh")  # doctest: +SKIP
+            True
         """
         built = self.build(config)
         if self.proto:
