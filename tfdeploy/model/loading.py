@@ -124,7 +124,7 @@ def parse_custom_objects(specs: Sequence[str]) -> dict[str, Any]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise TfdeployError(f"Cannot import the module of custom object {spec!r}: {exc}") from exc
+            raise TfdeployError(f"Cannot import the module of custom object {spec!r}: {exc}. Received: {spec!r}") from exc
         if not hasattr(module, attr):
             raise TfdeployError(f"Module {module_name!r} has no attribute {attr!r}. Received: {spec!r}")
         objects[attr] = getattr(module, attr)

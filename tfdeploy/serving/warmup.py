@@ -78,7 +78,7 @@ def request_of(log: Any) -> tuple[str, Any]:
     """
     kind = log.WhichOneof("log_type")
     if kind is None:
-        raise TfdeployError("A warmup record is an empty PredictionLog (no log_type set).")
+        raise TfdeployError("A warmup record is an empty PredictionLog (no log_type set). Received: log_type=None")
     return kind, getattr(log, kind).request
 
 
