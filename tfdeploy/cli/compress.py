@@ -1,0 +1,69 @@
+"""``tfdeploy compress``: recipes on one model (or, with ``--auto``, the accuracy-aware search)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tfdeploy.cli import options as opt
+from tfdeploy.cli.context import echo_report, library_command, progress
+from tfdeploy.cli.options import Loading, config_option, fields_for
+from tfdeploy.compression import AutoConfig, CompressConfig
+
+
+@click.command("compress")
+@click.argument("model", type=click.Path(path_type=Path))
+@opt.out_dir()
+@opt.recipes(CompressConfig)
+@opt.data(CompressConfig, help="Fine-tune/calibration/evaluation data: .npz (x, y, x_val, y_val) or an image "
+          "directory.")
+@config_option(CompressConfig, "epochs", "--epochs", type=click.IntRange(min=1), help="Fine-tune epochs.")
+@config_option(CompressConfig, "batch_size", "--batch-size", type=click.IntRange(min=1))
+@config_option(CompressConfig, "learning_rate", "--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@config_option(CompressConfig, "target_sparsity", "--target-sparsity",
+               type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Final sparsity of prune.")
+@config_option(CompressConfig, "prune_structure", "--prune-structure", type=click.Choice(["2:4"]),
+               help="M-by-N structured sparsity (Conv2D/Dense).")
+@config_option(CompressConfig, "clusters", "--clusters", type=click.IntRange(min=2), help="Clusters per layer.")
+@config_option(CompressConfig, "calibration_samples", "--calibration-samples", type=click.IntRange(min=1),
+               help="Representative samples for full-int8 conversion.")
+@config_option(CompressConfig, "io_dtype", "--io-dtype", help="Input/output type of int8 TFLite models.")
+@opt.int8_granularity(CompressConfig, help="Weight scales of post-training int8 (per-tensor: smaller files).")
+@click.option("--auto", is_flag=True, help="Search for the best variant within --max-accuracy-drop.")
+@config_option(AutoConfig, "max_accuracy_drop", "--max-accuracy-drop", type=click.FloatRange(min=0),
+               help="--auto budget: accuracy points (or percent with --relative-budget).")
+@config_option(AutoConfig, "relative", "--relative-budget", is_flag=True,
+               help="Read --max-accuracy-drop as % of the original accuracy.")
+@config_option(AutoConfig, "objective", "--objective", help="--auto: minimise gzip size or latency.")
+@config_option(AutoConfig, "max_trials", "--max-trials", type=click.IntRange(min=1),
+               help="--auto: at most this many candidates.")
+@config_option(AutoConfig, "timeout_s", "--timeout", type=click.FloatRange(min=0, min_open=True),
+               help="--auto: seconds before stopping.")
+@config_option(AutoConfig, "keep_all", "--keep-all", is_flag=True, help="--auto: keep every trial's artifact.")
+@opt.output_name(CompressConfig)
+@opt.select_tf_ops(CompressConfig, help="Let TFLite conversion use TensorFlow select ops for ops without a builtin "
+                   "kernel (the runtime then needs the Flex delegate).")
+@opt.overwrite(CompressConfig, help="Replace existing artifacts.")
+@opt.as_json
+@library_command
+@opt.model_loading(CompressConfig)
+def compress_command(auto: bool, as_json: bool, loading: Loading, **values: Any) -> None:
+    """Compress MODEL with the chosen recipes and report size, accuracy and latency of each.
+
+    Writes one artifact per recipe into --out plus report.json, report.md and report.png. Exits 1
+    when a recipe failed (the report names it and why); the others are still made.
+    """
+    from tfdeploy.compression import auto_compress, compress
+
+    compress_fields, auto_fields = fields_for(values, CompressConfig, AutoConfig)
+    config = CompressConfig(**compress_fields, progress=progress(), **loading.kwargs())
+    if auto:
+        echo_report(auto_compress(AutoConfig(config, **auto_fields)), as_json)
+        return
+    report = compress(config)
+    echo_report(report, as_json)
+    if report.failed:
+        sys.exit(1)
