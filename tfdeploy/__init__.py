@@ -48,7 +48,7 @@ _EXPORTS = {
     "check_parity": "tfdeploy.measure.checks",
     "deploy": "tfdeploy.pipeline",
     "DeployConfig": "tfdeploy.pipeline",
-    "examples": "tfdeploy.model.examples",
+    "examples": "module:tfdeploy.model.examples",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -49,16 +49,15 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
 
     Args:
         package: The package's ``__name__``.
-        exports: Public name -> module defining it; a name equal to its module's last part is the
-            module itself (a public submodule).
+        exports: Public name -> module defining it, or ``"module:NAME"`` for a public module itself.
     """
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        if module.rsplit(".", 1)[-1] == name:
-            return importlib.import_module(module)
+        if module.startswith("module:"):
+            return importlib.import_module(module[len("module:"):])
         return getattr(importlib.import_module(module), name)
 
     def __dir__() -> list[str]:

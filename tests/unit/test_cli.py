@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from tfdeploy import __version__
 from tfdeploy.cli import main
-from tfdeploy.compression.choices import Recipe
+from tfdeploy.compression.recipes import Recipe
 
 
 def test_help_and_version_do_not_import_tensorflow():

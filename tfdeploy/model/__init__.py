@@ -16,5 +16,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "LoadedModel": "tfdeploy.model.loading", "ModelFormat": "tfdeploy.model.loading",
     "artifact_size": "tfdeploy.model.loading", "has_optimizer_state": "tfdeploy.model.loading",
     "parse_custom_objects": "tfdeploy.model.loading", "load_data": "tfdeploy.model.data",
-    "Dataset": "tfdeploy.model.data", "examples": "tfdeploy.model.examples",
+    "Dataset": "tfdeploy.model.data", "examples": "module:tfdeploy.model.examples",
 })
