@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 # Modules of tfdeploy 0.1's flat layout -> where their contents live now (docs/architecture.md).
 MOVED: dict[str, tuple[str, ...]] = {
     "tfdeploy.auto": ("tfdeploy.compression.auto",),
-    "tfdeploy.benchmark": ("tfdeploy.measure.benchmark", "tfdeploy.measure.hot_swap"),
+    "tfdeploy.benchmark": ("tfdeploy.measure.benchmark", "tfdeploy.measure.hot_swap", "tfdeploy.measure.timing"),
     "tfdeploy.bridge": ("tfdeploy.compression.bridge",),
     "tfdeploy.checks": ("tfdeploy.measure.checks",),
     "tfdeploy.coldstart": ("tfdeploy.measure.coldstart", "tfdeploy.serving.warmup"),

@@ -3,7 +3,10 @@ hot swap, determinism and parity.
 
 Modules: :mod:`~tfdeploy.measure.predictors` (one interface over Keras, SavedModel and LiteRT),
 :mod:`~tfdeploy.measure.benchmark` (``bench``), :mod:`~tfdeploy.measure.coldstart`,
-:mod:`~tfdeploy.measure.checks` (determinism and parity).
+:mod:`~tfdeploy.measure.hot_swap` (a new version loaded under traffic; the function is
+``tfdeploy.hot_swap``), :mod:`~tfdeploy.measure.checks` (determinism and parity),
+:mod:`~tfdeploy.measure.timing` (clocks, percentiles, load) and :mod:`~tfdeploy.measure.processes`
+(measurements in a fresh process).
 
 Example:
     >>> from tfdeploy.measure import BenchConfig, bench
@@ -14,6 +17,6 @@ from tfdeploy._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "bench": "tfdeploy.measure.benchmark", "BenchConfig": "tfdeploy.measure.benchmark",
-    "hot_swap": "tfdeploy.measure.hot_swap", "check_determinism": "tfdeploy.measure.checks",
+    "check_determinism": "tfdeploy.measure.checks",
     "check_parity": "tfdeploy.measure.checks",
 })
