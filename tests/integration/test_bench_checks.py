@@ -73,7 +73,7 @@ def test_hot_swap_keeps_serving_during_the_load(versions, warm):
 def test_bench_cli_hot_swap_writes_json_and_timeline(versions, tmp_path):
     v1, v2, _ = versions
     result = CliRunner().invoke(main, ["bench", v1, v2, "--hot-swap", "--hot-swap-seconds", "0.6,0.6", "--requests",
-                                       "10", "--no-cold-start", "--json", str(tmp_path / "h.json"), "--plot",
+                                       "10", "--no-cold-start", "--json-out", str(tmp_path / "h.json"), "--plot",
                                        str(tmp_path / "h.png")])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "h.json").read_text())

@@ -263,7 +263,7 @@ def test_no_command_replaces_a_file_without_overwrite(fault_files, compress_inpu
     assert snapshot(out) == before
     (tmp_path / "bench.json").write_text("{}")
     bench = CliRunner().invoke(main, ["bench", str(out / "ptq-dynamic.tflite"), "--no-cold-start", "--requests", "3",
-                                      "--json", str(tmp_path / "bench.json")])
+                                      "--json-out", str(tmp_path / "bench.json")])
     assert bench.exit_code == 2 and (tmp_path / "bench.json").read_text() == "{}"
     warmup = fault_files["version"] / "assets.extra" / "tf_serving_warmup_requests"
     content = warmup.read_bytes()
