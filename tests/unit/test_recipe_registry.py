@@ -77,3 +77,12 @@ def test_the_docs_table_is_the_registry():
     assert module.render(text) == text, "docs/compress.md is stale: run python scripts/make_recipe_table.py"
     for name in REGISTRY.names():
         assert f"| `{name}` |" in text
+
+
+def test_a_config_takes_recipe_names_too():
+    from tfdeploy.compression import CompressConfig
+
+    assert CompressConfig("m.keras", "out", recipes=["ptq-int8", "strip"]).recipes == [Recipe.PTQ_INT8, Recipe.STRIP]
+    assert CompressConfig("m.keras", "out", recipes="prune,qat").recipes == [Recipe.PRUNE, Recipe.QAT]
+    with pytest.raises(TfdeployError, match="Unknown recipe 'ptq-int3'; choose from strip, .*cluster-int8"):
+        CompressConfig("m.keras", "out", recipes=["ptq-int3"])

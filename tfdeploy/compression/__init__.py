@@ -10,7 +10,7 @@ running recipes), :mod:`~tfdeploy.compression.metrics` (what each variant bought
 
 Example:
     >>> from tfdeploy.compression import CompressConfig, compress
-    >>> report = compress(CompressConfig("model.keras", "out", recipes=["ptq-dynamic"]))  # doctest: +SKIP
+    >>> report = compress(CompressConfig("model.keras", "out", recipes="ptq-dynamic,ptq-float16"))  # doctest: +SKIP
 """
 
 from tfdeploy._lazy import lazy_exports

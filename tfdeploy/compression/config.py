@@ -31,7 +31,7 @@ class CompressConfig:
     Attributes:
         model: The model file or SavedModel directory to compress.
         out_dir: Where artifacts and the report are written.
-        recipes: Recipes to run, each producing one artifact.
+        recipes: Recipes to run, each producing one artifact (``Recipe`` members or their names).
         data: ``.npz``/image directory path or a :class:`~tfdeploy.model.data.Dataset` for
             fine-tuning, calibration and evaluation.
         output: The output accuracy is measured on (default: the first classification head).
@@ -74,6 +74,12 @@ class CompressConfig:
     safe_mode: bool = True
     overwrite: bool = False
     progress: ProgressLike = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipes, str):
+            self.recipes = Recipe.parse_list(self.recipes)
+        elif any(not isinstance(r, Recipe) for r in self.recipes):
+            self.recipes = Recipe.parse_list(",".join(str(r) for r in self.recipes))
 
     def validate(self) -> None:
         """Raises TfdeployError naming the first invalid field."""
