@@ -30,7 +30,7 @@ from tfdeploy.model.examples import prepare_example
 from tfdeploy.serving.config import ServedModel, ServingConfig, write_serving_config
 from tfdeploy.serving.export import ExportConfig, export
 from tfdeploy.serving.verification import verify
-from tfdeploy.progress import ProgressLike, as_progress
+from tfdeploy.progress import Progress, ProgressLike, as_progress
 from tfdeploy.report import Block, Heading, Report, Table, Text
 
 DEFAULT_DEPLOY_RECIPES = (Recipe.STRIP, Recipe.PTQ_INT8, Recipe.PRUNE_INT8, Recipe.QAT)
@@ -130,7 +130,8 @@ def deploy(config: DeployConfig) -> DeployReport:
         >>> deploy(DeployConfig("run", example=True, recipes=[Recipe.PTQ_INT8])).files   # doctest: +SKIP
     """
     _check(config)
-    out, say, clock = _fresh_out_dir(config), as_progress(config.progress), _StepClock(as_progress(config.progress))
+    out, say = _fresh_out_dir(config), as_progress(config.progress)
+    clock = _StepClock(say)
     steps: dict[str, Any] = {}
     clock.start("setup", "setup: GPUs and seeds")
     steps["gpus"] = runtime.configure_gpus(config.gpu_memory_growth, config.gpu_memory_limit_mb)
@@ -142,7 +143,7 @@ def deploy(config: DeployConfig) -> DeployReport:
                                            progress=say)
         model, data = steps["example"].model_path, steps["example"].data_path
     clock.start("compress", "compress")
-    steps["compress"] = compression = _compress(config, model, data, out)
+    steps["compress"] = compression = _compress(config, model, data, out, say)
     chosen = _chosen_variant(config, compression, out)
     clock.start("export", f"export '{chosen.name}' for TF Serving")
     name = config.model_name or ("fashion" if config.example else Path(str(model)).stem.replace(".", "_"))
@@ -212,12 +213,11 @@ def _fresh_out_dir(config: DeployConfig) -> Path:
     return out
 
 
-def _compress(config: DeployConfig, model: Any, data: Any, out: Path) -> CompressionReport:
+def _compress(config: DeployConfig, model: Any, data: Any, out: Path, say: Progress) -> CompressionReport:
     return compress(CompressConfig(
         model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
         int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
-        safe_mode=config.safe_mode, output=config.output, select_tf_ops=config.select_tf_ops,
-        progress=as_progress(config.progress)))
+        safe_mode=config.safe_mode, output=config.output, select_tf_ops=config.select_tf_ops, progress=say))
 
 
 def _chosen_variant(config: DeployConfig, compression: CompressionReport, out: Path) -> VariantReport:

@@ -69,11 +69,12 @@ class CompressionSession:
         self._stages: dict[str, Any] = {}
         self._bridge: bridge.BridgeResult | None = None
         self.converter = Converter(self.io, config.io_dtype, config.int8_granularity, config.select_tf_ops, self.progress)
+        original = self.original_predictor()
         self.trainer = None if self.data is None else Trainer(
-            self.io, self.data, self.original_predictor().predict,
+            self.io, self.data, original.predict,
             FitOptions(config.epochs, config.batch_size, config.learning_rate, config.seed), self.progress)
-        self.evaluator = self._evaluator()
-        self.original = self.measure("original", Artifact(self.loaded.path, self.evaluator_predictor,
+        self.evaluator = self._evaluator(original)
+        self.original = self.measure("original", Artifact(self.loaded.path, original,
                                                           self.loaded.model if self.is_keras else None), None)
 
     def _read_data(self, recipes: Sequence[Recipe]) -> ModelData | None:
@@ -91,14 +92,13 @@ class CompressionSession:
             data.warnings += _scale_warnings(data, self.loaded.model, self.io)
         return data
 
-    def _evaluator(self) -> Evaluator:
+    def _evaluator(self, original: Predictor) -> Evaluator:
         data = self.data
         x_eval = data.x_val if data is not None else synthesize(self.io, 64, np.random.default_rng(self.config.seed))
         self.progress(f"Measuring the original on {len(next(iter(x_eval.values())))} samples")
-        self.evaluator_predictor = self.original_predictor()
-        return Evaluator(self.io, x_eval, data.y_val if data is not None and data.label_output else None,
-                         data.label_output if data is not None else None, self.config.output or
-                         default_label_output(self.io), self.evaluator_predictor, self.loaded.path,
+        labelled = data is not None and data.label_output is not None
+        return Evaluator(self.io, x_eval, data.y_val if labelled else None, data.label_output if labelled else None,
+                         self.config.output or default_label_output(self.io), original, self.loaded.path,
                          self.config.latency_repeats)
 
     @property

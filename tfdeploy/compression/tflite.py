@@ -33,6 +33,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, as_feed, batch_size, take
+from tfdeploy.progress import Progress
 
 FLEX_NOTE = ("uses TensorFlow select ops {ops}: the runtime needs the Flex delegate (LiteRT's Python package has "
              "none, so tfdeploy cannot run or measure this file here)")
@@ -311,7 +312,7 @@ class Converter:
     io_dtype: IoDtype = IoDtype.FLOAT32
     granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
     select_tf_ops: bool = False
-    progress: Any = None
+    progress: Progress = dataclasses.field(default_factory=Progress)
 
     def convert(self, model: Any, mode: TfliteMode, representative: Mapping[str, np.ndarray] | None = None,
                 io: ModelIO | None = None) -> Conversion:
