@@ -129,6 +129,36 @@ def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequen
     return save(fig, path)
 
 
+def pareto(names: Sequence[str], costs: Sequence[float], percent: Sequence[float], front: set[str], xlabel: str,
+           floor: float, path: str | os.PathLike) -> Path:
+    """Cost (gzip KiB or latency) against accuracy for every trial; the Pareto front joined by a line.
+
+    ``floor`` (the lowest accuracy within budget) is drawn as a dashed line.
+
+    Example:
+        >>> pareto(["original", "int8"], [1500.0, 300.0], [92.4, 92.1], {"int8"}, "gzip size (KiB)", 91.4,
+        ...        "pareto.png")  # doctest: +SKIP
+        PosixPath('pareto.png')
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    on_front = [name in front for name in names]
+    ax.scatter([c for c, f in zip(costs, on_front) if not f], [p for p, f in zip(percent, on_front) if not f],
+               s=30, c="0.6", zorder=2, label="other trials")
+    line = sorted((c, p) for c, p, f in zip(costs, percent, on_front) if f)
+    if line:
+        ax.plot(*zip(*line), "-o", color="C0", zorder=3, label="Pareto front")
+    ax.axhline(floor, ls="--", color="C3", lw=1, label="accuracy budget")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Trials of compress --auto (up and left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    label_points(ax, list(zip(costs, percent)), list(names))
+    return save(fig, path)
+
+
 def latency_percentiles(labels: Sequence[str], p50: Sequence[float], p99: Sequence[float], p999: Sequence[float],
                         path: str | os.PathLike) -> Path:
     """Grouped bars of p50/p99/p999 latency, one group per artifact (and batch size).

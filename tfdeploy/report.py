@@ -48,10 +48,11 @@ class Heading:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """Rows of cells; ``header=None`` makes a key/value table."""
+    """Rows of cells; ``header=None`` makes a key/value table; ``in_text=False`` keeps it to Markdown."""
 
     rows: Sequence[Sequence[Any]]
     header: Sequence[str] | None = None
+    in_text: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +130,7 @@ def render_text(blocks: Sequence[Block]) -> str:
     parts = []
     for block in blocks:
         if isinstance(block, Table):
-            parts.append(format_table(block.rows, header=block.header))
+            parts.append(format_table(block.rows, header=block.header) if block.in_text else "")
         elif isinstance(block, Image):
             parts.append(f"plot: {block.path}")
         elif block.in_text:

@@ -59,12 +59,14 @@ def test_a_new_registry_makes_its_own_enum():
 
 def test_auto_candidates_come_from_the_registry():
     assert [c.recipe.value for c in CANDIDATES] == [s.name for s in REGISTRY.candidates()]
-    assert [c.recipe.value for c in CANDIDATES][:2] == ["ptq-int8", "prune-int8"]
+    assert [c.recipe.value for c in CANDIDATES][:3] == ["ptq-int4-weights", "ptq-int8", "prune-int8"]
+    assert "ptq-int16x8" in [c.recipe.value for c in CANDIDATES]
     assert all(c.expected_size == c.recipe.spec.auto.expected_size for c in CANDIDATES)
 
 
 def test_the_no_data_message_lists_the_recipes_that_need_none():
-    assert REGISTRY.without_data() == ["strip", "tflite", "ptq-dynamic", "ptq-float16"]
+    assert REGISTRY.without_data() == ["strip", "tflite", "ptq-dynamic", "ptq-float16", "ptq-int4-weights",
+                                       "ptq-mixed"]
 
 
 def test_the_docs_table_is_the_registry():

@@ -32,6 +32,11 @@ from tfdeploy.compression import AutoConfig, CompressConfig
                help="Representative samples for full-int8 conversion.")
 @config_option(CompressConfig, "io_dtype", "--io-dtype", help="Input/output type of int8 TFLite models.")
 @opt.int8_granularity(CompressConfig, help="Weight scales of post-training int8 (per-tensor: smaller files).")
+@config_option(CompressConfig, "layer_plan", "--layer-plan", metavar="PLAN",
+               help="ptq-mixed: default=int4,LAYER=int8,LAYER=float (names or regexes; see report.md) or a .json "
+               "file. Default: int4 with the most sensitive layers at int8.")
+@config_option(CompressConfig, "weight_algorithm", "--weight-algorithm",
+               help="int4/int8 weight scales of the LiteRT-quantizer recipes.")
 @click.option("--auto", is_flag=True, help="Search for the best variant within --max-accuracy-drop.")
 @config_option(AutoConfig, "max_accuracy_drop", "--max-accuracy-drop", type=click.FloatRange(min=0),
                help="--auto budget: accuracy points (or percent with --relative-budget).")
@@ -43,6 +48,12 @@ from tfdeploy.compression import AutoConfig, CompressConfig
 @config_option(AutoConfig, "timeout_s", "--timeout", type=click.FloatRange(min=0, min_open=True),
                help="--auto: seconds before stopping.")
 @config_option(AutoConfig, "keep_all", "--keep-all", is_flag=True, help="--auto: keep every trial's artifact.")
+@config_option(AutoConfig, "jobs", "--jobs", type=click.IntRange(min=1),
+               help="--auto: trials at once (capped by cores and memory).")
+@config_option(AutoConfig, "trial_timeout_s", "--trial-timeout", type=click.FloatRange(min=0, min_open=True),
+               help="--auto: seconds before a trial is killed and recorded as failed.")
+@opt.negated_flag(AutoConfig, "isolate", "--in-process",
+                  help="--auto: run trials in this process instead of one fresh process each.")
 @opt.output_name(CompressConfig)
 @opt.select_tf_ops(CompressConfig, help="Let TFLite conversion use TensorFlow select ops for ops without a builtin "
                    "kernel (the runtime then needs the Flex delegate).")

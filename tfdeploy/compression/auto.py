@@ -1,43 +1,45 @@
 """Accuracy-aware compression: the smallest (or fastest) variant within an accuracy budget.
 
 Candidates are the recipes registered with an :class:`~tfdeploy.compression.registry.AutoHint`,
-tried in order of expected gain (:data:`CANDIDATES`). Each
-is measured on the labelled validation set; the search stops early once a candidate meets the
-budget and no remaining candidate is expected to beat it, and respects ``max_trials`` and
-``timeout_s``. When full-int8 misses the budget, the layers whose quantization hurts most are
-found with TFLite's quantization debugger (RMSE of each quantized tensor relative to its scale)
-and the fewest of them are kept in float (selective quantization) until the budget is met.
+tried in order of expected gain (:data:`CANDIDATES`), each in its own process by default
+(:mod:`tfdeploy.compression.trials`), ``jobs`` at a time. Each is measured on the labelled
+validation set; a candidate that fails is recorded with its reason and the search goes on. The
+search stops early once a candidate meets the budget and no remaining candidate is expected to
+beat it, and respects ``max_trials`` and ``timeout_s``. When a uniform precision misses the budget
+(``ptq-int8``, ``ptq-int4-weights``), a per-layer search follows: the layers that suffer most are
+kept at a higher precision, as few as the budget allows. The report lists every trial, the peak
+memory of each, and the Pareto front (size or latency vs accuracy) as a table and a plot.
 
 Example:
     >>> report = auto_compress(AutoConfig(CompressConfig("m.keras", "out", data="d.npz"),
-    ...                                   max_accuracy_drop=1.0))      # doctest: +SKIP
+    ...                                   max_accuracy_drop=1.0, jobs=2))      # doctest: +SKIP
     >>> report.chosen
-    'prune-int8'
+    'ptq-int4-weights'
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import enum
-import math
-import re
+import json
+import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from tfdeploy import backend, faults
+from tfdeploy import faults, plots
 from tfdeploy.compression.config import CompressConfig
-from tfdeploy.compression.registry import Artifact
-from tfdeploy.compression.report import VariantReport
+from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.session import CompressionSession
+from tfdeploy.compression.trials import (FOLLOW_UPS, Trial, TrialSpec, isolation_blocker, run_isolated,
+                                         run_trial)
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
-from tfdeploy.io_spec import Arrays
-from tfdeploy.measure.predictors import tflite_predictor
-from tfdeploy.compression.tflite import converter_for, representative_dataset
-from tfdeploy.compression.recipes import REGISTRY, Recipe
-from tfdeploy.report import Block, Table, Text, Report, format_bytes
+from tfdeploy.measure.processes import peak_rss_bytes
+from tfdeploy.report import Block, Heading, Image, Report, Table, Text, format_bytes
 
 
 class Objective(str, enum.Enum):
@@ -66,51 +68,55 @@ class Candidate:
 CANDIDATES: tuple[Candidate, ...] = tuple(
     Candidate(Recipe(spec.name), spec.auto.expected_size, spec.auto.expected_latency)  # type: ignore[union-attr]
     for spec in REGISTRY.candidates())
-SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, tried in turn
-AUTO_REPORTS = ("auto_report.json", "auto_report.md")
-
-
-@dataclasses.dataclass
-class Trial:
-    """One measured candidate (``error`` set when the candidate could not be made)."""
-
-    name: str
-    gzip_bytes: int | None
-    accuracy: float | None
-    drop_points: float | None
-    latency_ms: float | None
-    passed: bool
-    seconds: float
-    kept_float: list[str] = dataclasses.field(default_factory=list)
-    path: str = ""
-    error: str | None = None
+AUTO_REPORTS = ("auto_report.json", "auto_report.md", "auto_pareto.png")
 
 
 @dataclasses.dataclass
 class AutoReport(Report):
-    """Outcome of :func:`auto_compress`."""
+    """Outcome of :func:`auto_compress`: every trial, the choice, the Pareto front, memory and time."""
 
     model: str
     objective: str
     budget: str
+    budget_points: float
     original_accuracy: float
     trials: list[Trial]
     chosen: str
     chosen_path: str
     stopped_because: str
+    pareto: list[str] = dataclasses.field(default_factory=list)
+    jobs: str = "1"
+    isolation: str = ""
+    wall_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    files: list[str] = dataclasses.field(default_factory=list)
 
     def blocks(self) -> list[Block]:
         rows = [(t.name, format_bytes(t.gzip_bytes), None if t.accuracy is None else round(100 * t.accuracy, 2),
                  None if t.drop_points is None else round(t.drop_points, 2),
-                 "error" if t.error else "passed" if t.passed else "failed", t.latency_ms, round(t.seconds, 1))
-                for t in self.trials]
-        kept = [f"{t.name}: kept in float {', '.join(t.kept_float)}" for t in self.trials if t.kept_float]
-        kept += [f"{t.name} could not be made: {t.error}" for t in self.trials if t.error]
+                 "error" if t.error else "passed" if t.passed else "failed", t.latency_ms,
+                 format_bytes(t.peak_rss_bytes), round(t.seconds, 1)) for t in self.trials]
+        notes = [f"{t.name}: kept in float {', '.join(t.kept_float)}" for t in self.trials if t.kept_float]
+        notes += [f"{t.name}: int8 layers {', '.join(k for k, v in t.plan['layers'].items())}"
+                  for t in self.trials if t.plan and t.plan.get("layers")]
+        notes += [f"{t.name} could not be made: {t.error}" for t in self.trials if t.error]
+        runtimes = sorted({t.runtime for t in self.trials if t.runtime})
+        by_name = {t.name: t for t in self.trials}
+        front = [(name, format_bytes(by_name[name].gzip_bytes), round(100 * by_name[name].accuracy, 2),
+                  by_name[name].latency_ms) for name in self.pareto if name in by_name]
         return [
             Text(f"auto-compress {self.model}: objective {self.objective}, budget {self.budget}, original accuracy "
                  f"{100 * self.original_accuracy:.2f}%"),
-            Table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms", "time s")),
-            *map(Text, kept), Text(f"chosen: {self.chosen} -> {self.chosen_path} ({self.stopped_because})")]
+            Table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms",
+                                "peak RSS", "time s")),
+            *map(Text, notes),
+            Text(f"trials: {self.isolation}; jobs {self.jobs}; search peak RSS {format_bytes(self.peak_rss_bytes)}; "
+                 f"wall {self.wall_seconds or 0:.1f} s" + (f"; latency measured in {'; '.join(runtimes)}"
+                                                           if runtimes else "")),
+            Heading(f"Pareto front ({'gzip size' if self.objective == 'size' else 'latency'} vs accuracy)"),
+            Table(front, header=("variant", "gzip", "accuracy %", "latency ms")),
+            *[Image(path, "Pareto front") for path in self.files if path.endswith(".png")],
+            Text(f"chosen: {self.chosen} -> {self.chosen_path} ({self.stopped_because})")]
 
 
 @dataclasses.dataclass
@@ -123,9 +129,12 @@ class AutoConfig:
         relative: Read the budget as a percentage of the original accuracy.
         objective: Minimise gzip size or latency among candidates within budget.
         candidates: Candidates in order of expected gain.
-        max_trials: Stop after this many measured candidates (selective retries not counted).
+        max_trials: Stop after this many measured candidates (per-layer searches not counted).
         timeout_s: Stop starting new candidates after this many seconds.
         keep_all: Keep every trial's artifact (otherwise only the chosen one).
+        jobs: Trials run at once, capped by the machine's cores and available memory.
+        isolate: Run each trial in a fresh process (``False``: in this one, sharing the loaded model).
+        trial_timeout_s: A trial still running after this many seconds is killed and recorded as failed.
     """
 
     compress: CompressConfig
@@ -136,79 +145,13 @@ class AutoConfig:
     max_trials: int | None = None
     timeout_s: float | None = None
     keep_all: bool = False
+    jobs: int = 1
+    isolate: bool = True
+    trial_timeout_s: float = 3600.0
 
 
 def _score(trial_or_variant: Any, objective: Objective) -> float:
     return trial_or_variant.gzip_bytes if objective is Objective.SIZE else trial_or_variant.latency_ms
-
-
-def _trial(variant: VariantReport, original_accuracy: float, budget_points: float, seconds: float,
-           kept: Sequence[str] = ()) -> Trial:
-    if variant.failed or variant.accuracy is None:
-        return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=None, drop_points=None,
-                     latency_ms=variant.latency_ms, passed=False, seconds=seconds,
-                     error=variant.error or "not measurable here (see the compress report notes)")
-    drop = 100 * (original_accuracy - variant.accuracy)
-    return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=variant.accuracy, drop_points=drop,
-                 latency_ms=variant.latency_ms, passed=drop <= budget_points + 1e-9, seconds=seconds,
-                 kept_float=list(kept), path=variant.path)
-
-
-def _debugger(session: CompressionSession, converter: Any, representative: Arrays, options: Any) -> Any:
-    """TFLite's quantization debugger; its debug data are lists in the quantized model's input order."""
-    tf = backend.tf()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    samples = representative_dataset(session.io, representative)
-    converter.representative_dataset = samples
-    made: dict[str, Any] = {}
-
-    def debug_dataset() -> Any:
-        details = made["debugger"]._quant_interpreter.get_input_details()
-        order = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in details]
-        for sample in samples():
-            yield [sample[key] for key in order]
-
-    made["debugger"] = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset,
-                                                                 debug_options=options)
-    return made["debugger"]
-
-
-def sensitive_tensors(session: CompressionSession, representative: Arrays) -> list[tuple[str, float]]:
-    """Quantized tensors ranked by quantization error, worst first.
-
-    The error is TFLite's quantization-debugger RMSE of each quantized tensor against its float
-    twin, divided by the tensor's scale (≈0.29 is pure rounding noise; more means the int8 range
-    does not fit the tensor). Ties keep graph order.
-    """
-    import csv
-    import io
-
-    tf = backend.tf()
-    options = tf.lite.experimental.QuantizationDebugOptions(
-        layer_direct_compare_metrics={"scale": lambda float_values, quant_values, scale, zero_point: scale})
-    with converter_for(session.loaded.model, session.io) as converter:
-        debugger = _debugger(session, converter, representative, options)
-        debugger.run()
-        dump = io.StringIO()
-        debugger.layer_statistics_dump(dump)
-    ranked = []
-    for row in csv.DictReader(io.StringIO(dump.getvalue())):
-        scale = float(row["scale"] or 0)
-        if scale > 0:
-            ranked.append((row["tensor_name"], math.sqrt(float(row["mean_squared_error"])) / scale))
-    return sorted(ranked, key=lambda item: -item[1])
-
-
-def _selective_int8(session: CompressionSession, denylisted: Sequence[str], representative: Arrays,
-                    name: str) -> VariantReport:
-    tf = backend.tf()
-    start = time.perf_counter()
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted))
-    with converter_for(session.loaded.model, session.io) as converter:
-        blob = bytes(_debugger(session, converter, representative, options).get_nondebug_quantized_model())
-    path = write_atomic(session.out_dir / f"{name}.tflite", blob)
-    artifact = Artifact(path, tflite_predictor(blob, name), None, [f"kept in float: {', '.join(denylisted)}"])
-    return session.measure(name, artifact, time.perf_counter() - start)
 
 
 @faults.boundary("compress --auto")
@@ -217,26 +160,23 @@ def auto_compress(config: AutoConfig) -> AutoReport:
 
     Returns:
         An :class:`AutoReport`; the chosen artifact is in ``compress.out_dir`` (the original model
-        when nothing meets the budget), the trial table in ``auto_report.json``.
+        when nothing meets the budget), the trial table in ``auto_report.json``, the Pareto plot
+        in ``auto_pareto.png``.
 
     Raises:
-        TfdeployError: Without labelled validation data, or for a negative budget.
+        TfdeployError: Without labelled validation data, or for a negative budget or ``jobs``.
 
     Example:
         >>> auto_compress(AutoConfig(CompressConfig("m.keras", "out", data="d.npz"), 0.5)).chosen  # doctest: +SKIP
         'ptq-int8'
     """
-    if config.max_accuracy_drop < 0:
-        raise TfdeployError(f"The accuracy budget cannot be negative. Received: max_accuracy_drop={config.max_accuracy_drop}")
-    if config.compress.data is None:
-        raise TfdeployError("--auto needs labelled validation data to measure accuracy: pass --data with y (and "
-                            "x_val/y_val) or an image directory. Received: data=None")
+    started = time.perf_counter()
+    _check(config)
     out_dir = Path(config.compress.out_dir)
     previous = [*out_dir.glob("auto-*"), *(out_dir / name for name in AUTO_REPORTS)] if out_dir.is_dir() else []
     refuse_existing(previous, config.compress.overwrite)
-    trials_dir = out_dir / "trials"
-    session = CompressionSession(dataclasses.replace(config.compress, out_dir=trials_dir, overwrite=True),
-                                 recipes=[c.recipe for c in config.candidates])
+    trials_config = dataclasses.replace(config.compress, out_dir=out_dir / "trials", overwrite=True)
+    session = CompressionSession(trials_config, recipes=[c.recipe for c in config.candidates])
     if session.base_accuracy is None:
         raise TfdeployError("--auto needs labels: the data has no y/y_val (or the model is not a classifier). "
                             f"Received: data={session.data.source!r}")
@@ -244,76 +184,206 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     budget = config.max_accuracy_drop * (100 * base) / 100 if config.relative else config.max_accuracy_drop
     budget_text = (f"{config.max_accuracy_drop}% of {100 * base:.2f}% = {budget:.3f} points" if config.relative
                    else f"{budget} points")
-    trials, best, stopped = _search(config, session, base, budget)
+    jobs, jobs_text = plan_jobs(config.jobs)
+    runner, isolation = _runner(config, trials_config, session, budget, jobs)
+    trials, best, stopped = _search(config, session, runner, jobs, budget)
     chosen_name, chosen_path = _publish_choice(config, session, best, trials)
     report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, budget=budget_text,
+                        budget_points=budget,
                         original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
-                        stopped_because=stopped if best else "no candidate met the budget: the original stays")
+                        stopped_because=stopped if best else "no candidate met the budget: the original stays",
+                        jobs=jobs_text, isolation=isolation)
+    return _write_reports(report, session, config, out_dir, started)
+
+
+def _check(config: AutoConfig) -> None:
+    if config.max_accuracy_drop < 0:
+        raise TfdeployError(f"The accuracy budget cannot be negative. Received: max_accuracy_drop={config.max_accuracy_drop}")
+    if config.jobs < 1:
+        raise TfdeployError(f"jobs must be at least 1. Received: jobs={config.jobs}")
+    if config.compress.data is None:
+        raise TfdeployError("--auto needs labelled validation data to measure accuracy: pass --data with y (and "
+                            "x_val/y_val) or an image directory. Received: data=None")
+
+
+def _write_reports(report: AutoReport, session: CompressionSession, config: AutoConfig, out_dir: Path,
+                   started: float) -> AutoReport:
+    original = session.original
+    report.pareto = pareto_front(report.trials, config.objective, original.gzip_bytes, original.latency_ms)
+    chart = _pareto_chart(report, original, config.objective, out_dir / AUTO_REPORTS[2])
+    report.files = [str(out_dir / name) for name in AUTO_REPORTS if name.endswith(".png") is False or chart]
+    report.peak_rss_bytes = max([peak_rss_bytes(), *(t.peak_rss_bytes or 0 for t in report.trials)])
+    report.wall_seconds = time.perf_counter() - started
     write_atomic(out_dir / AUTO_REPORTS[0], report.to_json())
     write_atomic(out_dir / AUTO_REPORTS[1], "# Accuracy-aware compression\n\n" + report.to_markdown(relative_to=out_dir))
     return report
 
 
-def _stop_reason(config: AutoConfig, session: CompressionSession, index: int, elapsed: float,
-                 best: Trial | None) -> str | None:
-    """Why the search stops before candidate ``index`` (``None``: go on)."""
-    if config.max_trials is not None and index >= config.max_trials:
+def plan_jobs(requested: int) -> tuple[int, str]:
+    """How many trials to run at once: ``requested``, capped by cores and by available memory.
+
+    A trial loads TensorFlow and the model like this process, so each is budgeted at twice this
+    process's resident memory.
+    """
+    cores = os.cpu_count() or 1
+    available, resident = _meminfo_bytes("MemAvailable"), _resident_bytes()
+    by_memory = max(1, available // max(2 * resident, 1)) if available and resident else requested
+    jobs = max(1, min(requested, cores, by_memory))
+    if jobs == requested:
+        return jobs, str(jobs)
+    why = f"{cores} cores" if jobs == cores else f"{format_bytes(available)} available at ~{format_bytes(2 * resident)} per trial"
+    return jobs, f"{jobs} (asked {requested}; {why})"
+
+
+def _meminfo_bytes(key: str) -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _resident_bytes() -> int | None:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+Runner = Callable[[TrialSpec], list[Trial]]
+
+
+def _runner(config: AutoConfig, trials_config: CompressConfig, session: CompressionSession, budget: float,
+            jobs: int) -> tuple[Runner, str]:
+    """The function that runs one trial, and how (fresh processes or this one)."""
+    blocker = isolation_blocker(trials_config)
+    if not config.isolate or blocker:
+        how = "in this process" + (f" ({blocker})" if blocker else "")
+        return (lambda spec: _guarded(spec, lambda: run_trial(session, spec, budget))), how
+    say, threads = session.progress, max(1, (os.cpu_count() or 1) // jobs)
+    env = {"TF_NUM_INTRAOP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)} if jobs > 1 else None
+
+    def isolated(spec: TrialSpec) -> list[Trial]:
+        return _guarded(spec, lambda: run_isolated(trials_config, spec, budget, lambda line: say(f"  [{spec.name}] "
+                                                   f"{line.strip()}"), config.trial_timeout_s, env))
+
+    return isolated, "each in a fresh process" + (f" ({threads} TF threads each)" if env else "")
+
+
+def _guarded(spec: TrialSpec, run: Callable[[], list[Trial]]) -> list[Trial]:
+    """A trial that raises becomes a failed row with its reason; the search goes on."""
+    began = time.perf_counter()
+    try:
+        return run()
+    except TfdeployError as exc:
+        error = str(exc)
+    except Exception as exc:  # TF/TFLite/quantizer errors fail this trial only
+        if faults.is_environment_fault(exc):
+            raise
+        error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+    return [Trial(name=spec.name, gzip_bytes=None, accuracy=None, drop_points=None, latency_ms=None, passed=False,
+                  seconds=time.perf_counter() - began, error=error)]
+
+
+def _stop_reason(config: AutoConfig, session: CompressionSession, started: int, elapsed: float,
+                 best: Trial | None, remaining: Sequence[Candidate]) -> str | None:
+    """Why the search starts no more candidates (``None``: go on)."""
+    if config.max_trials is not None and started >= config.max_trials:
         return f"max trials ({config.max_trials}) reached"
     if config.timeout_s is not None and elapsed > config.timeout_s:
         return f"timeout ({config.timeout_s} s) reached"
-    if best is not None:
+    if best is not None and remaining:
         original = session.original
         expected = [(c.expected_size * original.gzip_bytes if config.objective is Objective.SIZE
-                     else c.expected_latency * original.latency_ms) for c in config.candidates[index:]]
+                     else c.expected_latency * original.latency_ms) for c in remaining]
         if min(expected) >= _score(best, config.objective):
             return f"{best.name} meets the budget and no remaining candidate is expected to beat it"
     return None
 
 
-def _search(config: AutoConfig, session: CompressionSession, base: float,
+def _search(config: AutoConfig, session: CompressionSession, runner: Runner, jobs: int,
             budget: float) -> tuple[list[Trial], Trial | None, str]:
-    """Tries the candidates in turn; returns the trials, the best within budget and why the search stopped."""
+    """Runs candidates (and per-layer follow-ups) ``jobs`` at a time; returns trials, the best and why it stopped."""
     say, start = session.progress, time.perf_counter()
+    pending = collections.deque(config.candidates)
+    follow_ups: collections.deque[TrialSpec] = collections.deque()
     trials: list[Trial] = []
     best: Trial | None = None
-    for index, candidate in enumerate(config.candidates):
-        stopped = _stop_reason(config, session, index, time.perf_counter() - start, best)
-        if stopped:
-            return trials, best, stopped
-        began = time.perf_counter()
-        variant = session.run_recipe(candidate.recipe, label=f"[trial {index + 1}] ")
-        trial = _trial(variant, base, budget, time.perf_counter() - began)
-        trials.append(trial)
+    stopped, started = "every candidate tried", 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        running: dict[concurrent.futures.Future, TrialSpec] = {}
+        while pending or follow_ups or running:
+            while (pending or follow_ups) and len(running) < jobs:
+                if follow_ups:
+                    spec = follow_ups.popleft()
+                else:
+                    reason = _stop_reason(config, session, started, time.perf_counter() - start, best, pending)
+                    if reason:
+                        stopped = reason
+                        pending.clear()
+                        break
+                    spec, started = TrialSpec("recipe", pending.popleft().recipe.value), started + 1
+                    say(f"[trial {started}] {spec.name}: {Recipe(spec.name).spec.summary}")
+                running[pool.submit(runner, spec)] = spec
+            if not running:
+                break
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                spec, rows = running.pop(future), future.result()
+                trials += rows
+                best = _best([best, *rows], config.objective)
+                _say_rows(say, rows)
+                if spec.kind == "recipe" and spec.name in FOLLOW_UPS and not any(r.passed or r.error for r in rows):
+                    follow_ups.append(TrialSpec(FOLLOW_UPS[spec.name], f"{spec.name}-layers"))
+    return trials, best, stopped
+
+
+def _best(trials: Sequence[Trial | None], objective: Objective) -> Trial | None:
+    passed = [t for t in trials if t is not None and t.passed]
+    return min(passed, key=lambda t: _score(t, objective)) if passed else None
+
+
+def _say_rows(say: Callable[[str], None], rows: Sequence[Trial]) -> None:
+    for trial in rows:
         if trial.error:
             say(f"  {trial.name}: could not be made ({trial.error}); the search goes on")
         else:
             say(f"  {trial.name}: {format_bytes(trial.gzip_bytes)} gzip, accuracy {100 * trial.accuracy:.2f}% "
                 f"(drop {trial.drop_points:.2f} pts) -> {'passed' if trial.passed else 'failed'}")
-        if not trial.passed and candidate.recipe is Recipe.PTQ_INT8:
-            trial = _selective_search(session, base, budget, trials) or trial
-        if trial.passed and (best is None or _score(trial, config.objective) < _score(best, config.objective)):
-            best = trial
-    return trials, best, "every candidate tried"
 
 
-def _selective_search(session: CompressionSession, base: float, budget: float, trials: list[Trial]) -> Trial | None:
-    say = session.progress
-    representative = session.representative()
-    say("  int8 misses the budget: ranking layers by quantization error (TFLite quantization debugger)")
-    ranked = sensitive_tensors(session, representative)
-    for count in SELECTIVE_STEPS:
-        if count > len(ranked):
-            break
-        kept = [name for name, _ in ranked[:count]]
-        began = time.perf_counter()
-        variant = _selective_int8(session, kept, representative, f"ptq-int8-float{count}")
-        trial = _trial(variant, base, budget, time.perf_counter() - began, kept)
-        trials.append(trial)
-        say(f"  {trial.name}: kept {count} in float -> accuracy {100 * trial.accuracy:.2f}% "
-            f"(drop {trial.drop_points:.2f} pts) {'passed' if trial.passed else 'failed'}")
-        if trial.passed:
-            return trial
-    return None
+def pareto_front(trials: Sequence[Trial], objective: Objective, original_gzip: int | None = None,
+                 original_latency: float | None = None) -> list[str]:
+    """Names of the measured trials no other trial beats on both cost (gzip or latency) and accuracy, cheapest first.
+
+    Example:
+        >>> rows = [Trial("a", 100, 0.90, 1.0, 1.0, True, 1.0), Trial("b", 200, 0.85, 6.0, 1.0, False, 1.0)]
+        >>> pareto_front(rows, Objective.SIZE)
+        ['a']
+    """
+    measured = [t for t in trials if t.accuracy is not None and _score(t, objective) is not None]
+    measured.sort(key=lambda t: (_score(t, objective), -t.accuracy))
+    front, best_accuracy = [], -1.0
+    for trial in measured:
+        if trial.accuracy > best_accuracy:
+            front.append(trial.name)
+            best_accuracy = trial.accuracy
+    return front
+
+
+def _pareto_chart(report: AutoReport, original: Any, objective: Objective, path: Path) -> Path | None:
+    measured = [t for t in report.trials if t.accuracy is not None and _score(t, objective) is not None]
+    if not measured:
+        return None
+    size = objective is Objective.SIZE
+    names = ["original", *(t.name for t in measured)]
+    costs = [original.gzip_bytes / 1024 if size else original.latency_ms,
+             *((t.gzip_bytes / 1024 if size else t.latency_ms) for t in measured)]
+    accuracy = [100 * report.original_accuracy, *(100 * t.accuracy for t in measured)]
+    return plots.pareto(names, costs, accuracy, set(report.pareto), "gzip size (KiB)" if size else "latency (ms)",
+                        100 * report.original_accuracy - report.budget_points, path)
 
 
 def _publish_choice(config: AutoConfig, session: CompressionSession, best: Trial | None,
@@ -328,6 +398,8 @@ def _publish_choice(config: AutoConfig, session: CompressionSession, best: Trial
         shutil.copytree(source, target, dirs_exist_ok=True)
     else:
         write_atomic(target, source.read_bytes())
+    if best is not None and best.plan:
+        write_atomic(out_dir / f"auto-{name}.layer_plan.json", json.dumps(best.plan, indent=2) + "\n")
     if not config.keep_all:
         shutil.rmtree(out_dir / "trials", ignore_errors=True)
         for trial in trials:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from tfdeploy.compression.litert_quantization import LayerPlan, WeightAlgorithm
 from tfdeploy.compression.recipes import Recipe
 from tfdeploy.compression.registry import OutputKind
 from tfdeploy.compression.tflite import Int8Granularity, IoDtype
@@ -44,6 +45,10 @@ class CompressConfig:
         calibration_samples: Representative samples for full-int8 conversion.
         io_dtype: Input/output type of int8 TFLite models.
         int8_granularity: Weight-scale granularity of post-training int8 (ptq-int8, prune-int8).
+        layer_plan: Per-layer precisions of ``ptq-mixed``: ``"default=int4,NAME=int8,NAME=float"``, a
+            ``.json`` file or a :class:`~tfdeploy.compression.litert_quantization.LayerPlan`
+            (``None``: int4 with the most int4-sensitive layers at int8).
+        weight_algorithm: How int4/int8 weight scales of the LiteRT-quantizer recipes are chosen.
         select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         latency_repeats: Timed single-example calls per variant.
         seed: Seed for sampling calibration/synthetic inputs.
@@ -67,6 +72,8 @@ class CompressConfig:
     calibration_samples: int = 300
     io_dtype: IoDtype = IoDtype.FLOAT32
     int8_granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
+    layer_plan: str | os.PathLike | Mapping[str, Any] | LayerPlan | None = None
+    weight_algorithm: WeightAlgorithm = WeightAlgorithm.OCTAV
     select_tf_ops: bool = False
     latency_repeats: int = 50
     seed: int = 0
@@ -80,6 +87,8 @@ class CompressConfig:
             self.recipes = Recipe.parse_list(self.recipes)
         elif any(not isinstance(r, Recipe) for r in self.recipes):
             self.recipes = Recipe.parse_list(",".join(str(r) for r in self.recipes))
+        if self.layer_plan is not None:
+            self.layer_plan = LayerPlan.parse(self.layer_plan)
 
     def validate(self) -> None:
         """Raises TfdeployError naming the first invalid field."""

@@ -76,7 +76,8 @@ class Evaluator:
             name=name, path=str(artifact.path), format=artifact.path.suffix or "savedmodel", raw_bytes=size.raw_bytes,
             gzip_bytes=size.gzip_bytes, raw_ratio=size.raw_bytes / size0.raw_bytes,
             gzip_ratio=size.gzip_bytes / size0.gzip_bytes, params=count_params(model if model is not None else params_model),
-            sparsity=sparsity, sparsity_by_layer_type=by_type, seconds=seconds, notes=list(artifact.notes))
+            sparsity=sparsity, sparsity_by_layer_type=by_type, seconds=seconds, notes=list(artifact.notes),
+            layers=dict(artifact.layers))
         if artifact.predictor is not None:
             self._measure_outputs(report, artifact.predictor)
         return report

@@ -58,12 +58,13 @@ class AutoHint:
 
 @dataclasses.dataclass
 class Artifact:
-    """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes."""
+    """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes, per-layer precisions."""
 
     path: Path
     predictor: Predictor | None
     sparsity_model: Any = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    layers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 RecipeFunction = Callable[["CompressionSession", Any], Artifact]

@@ -36,6 +36,7 @@ class VariantReport(Report):
     max_abs_diff_by_output: dict[str, float] = dataclasses.field(default_factory=dict)
     latency_ms: float | None = None
     runtime: str | None = None
+    layers: dict[str, str] = dataclasses.field(default_factory=dict)
     seconds: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     status: str = "ok"
@@ -106,7 +107,25 @@ class CompressionReport(Report):
                  for note in self.notes()]
         plots = [Image(path, "size vs accuracy per variant") for path in self.files if path.endswith(".png")]
         return [Heading("Compression report", level=1, in_text=False), Text(self.heading()),
-                Table(self.table_rows(), header=self.HEADER), Text(self.LEGEND, in_text=False), *plots, *notes]
+                Table(self.table_rows(), header=self.HEADER), Text(self.LEGEND, in_text=False), *plots, *notes,
+                *self.runtime_blocks(), *self.layer_blocks()]
+
+    def runtime_blocks(self) -> list[Block]:
+        by_runtime: dict[str, list[str]] = {}
+        for v in self.variants:
+            if v.runtime:
+                by_runtime.setdefault(v.runtime, []).append(v.name)
+        return [Text("runtimes: " + "; ".join(f"{runtime} for {', '.join(names)}"
+                                              for runtime, names in by_runtime.items()))] if by_runtime else []
+
+    def layer_blocks(self) -> list[Block]:
+        """Per-layer weight precisions of the variants that record them (Markdown only; JSON has them too)."""
+        blocks: list[Block] = []
+        for v in self.variants:
+            if v.layers:
+                blocks += [Heading(f"{v.name}: weights per layer", level=2, in_text=False),
+                           Table(list(v.layers.items()), header=("layer", "weights"), in_text=False)]
+        return blocks
 
     LEGEND = ("Ratios are against the original file. Accuracy drop is in points (original − variant). Agreement is "
               "top-1 agreement with the original model; max |diff| is over every output; latency is the median "

@@ -35,7 +35,7 @@ from tfdeploy.compression.metrics import Evaluator
 from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.registry import Artifact
 from tfdeploy.compression.report import CompressionReport, VariantReport, write_chart
-from tfdeploy.compression.tflite import FLEX_NOTE, Conversion, Converter
+from tfdeploy.compression.tflite import FLEX_NOTE, Conversion, Converter, TfliteMode
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import ensure_writable, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, synthesize
@@ -185,6 +185,10 @@ class CompressionSession:
         if name not in self._stages:
             self._stages[name] = build()
         return self._stages[name]
+
+    def float_conversion(self) -> Conversion:
+        """The float32 TFLite conversion of the original (made once: ``tflite`` and the LiteRT recipes share it)."""
+        return self.stage("tflite-float32", lambda: self.converter.convert(self.loaded.model, TfliteMode.FLOAT32))
 
     def representative(self) -> Arrays:
         """Calibration samples for full-integer conversion."""

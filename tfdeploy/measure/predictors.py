@@ -150,6 +150,7 @@ def _dequantize(value: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
 
 
 # TFLite kernels that keep state in variable tensors between invocations.
+DEFAULT_TFLITE_THREADS = 1  # single-stream latency, comparable across machines; bench --threads changes it
 STATEFUL_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
                 "BIDIRECTIONAL_SEQUENCE_RNN")
 
@@ -157,9 +158,13 @@ STATEFUL_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "
 def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", threads: int | None = None) -> Predictor:
     """A :class:`Predictor` around a TFLite model's signature runner (handles int8/uint8 I/O).
 
+    LiteRT runs it with its default XNNPACK CPU delegate on ``threads`` threads (default
+    :data:`DEFAULT_TFLITE_THREADS`); the predictor's ``runtime`` names both.
+
     Example:
         >>> tflite_predictor("out/ptq-int8.tflite", threads=2).fixed_batch    # doctest: +SKIP
     """
+    threads = threads or DEFAULT_TFLITE_THREADS
     interpreter, runtime = backend.tflite_interpreter(source, threads)
     signatures = interpreter.get_signature_list()
     if not signatures:
@@ -184,7 +189,7 @@ def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", th
         outputs = runner(**feed)
         return {k: np.array(_dequantize(v, out_details[k]), dtype="float32") for k, v in outputs.items()}
 
-    return Predictor(name=name, runtime=f"{runtime} ({threads or 'default'} threads)", io=io,
+    return Predictor(name=name, runtime=f"{runtime} ({threads} thread{'s' if threads > 1 else ''})", io=io,
                      predict_batch=predict_batch, fixed_batch=fixed_batch, loaded=interpreter)
 
 

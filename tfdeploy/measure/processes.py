@@ -15,14 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
-from typing import Any, Callable, Sequence
+import threading
+from typing import Any, Callable, Mapping, Sequence
 
 from tfdeploy.errors import TfdeployError
 
 
-def run_child(module: str, args: Sequence[str], what: str, received: str, timeout: float = 300) -> dict[str, Any]:
+def run_child(module: str, args: Sequence[str], what: str, received: str, timeout: float = 300,
+              on_line: Callable[[str], None] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Runs ``python -m module *args`` in a fresh process and returns the JSON object it printed last.
 
     Args:
@@ -31,31 +35,69 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
         what: The measurement, for error messages ("Cold-start measurement").
         received: The ``Received: ...`` part of error messages (the inputs at fault).
         timeout: Seconds before the child is killed.
+        on_line: Called with each line the child writes to standard error, as it comes (progress).
+        env: Extra environment variables for the child.
 
     Returns:
         The child's result.
 
     Raises:
-        TfdeployError: If the child fails (its last error line is included), times out or prints no JSON.
+        TfdeployError: If the child fails (its last error line is included), is killed, times out or
+            prints no JSON.
 
     Example:
         >>> run_child("tfdeploy.measure.hot_swap", ["1", "2"], "Hot-swap run", "old='1', new='2'")   # doctest: +SKIP
     """
     command = [sys.executable, "-m", module, *map(str, args)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+    errors: list[str] = []
+    outputs: list[str] = []
+    readers = [threading.Thread(target=_read_lines, args=(child.stderr, errors, on_line), daemon=True),
+               threading.Thread(target=_read_lines, args=(child.stdout, outputs, None), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
         raise TfdeployError(f"{what} failed: no result within {timeout:g} s. Received: {received}") from None
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise TfdeployError(f"{what} failed: {last}. Received: {received}")
-    lines = result.stdout.strip().splitlines()
+    finally:
+        for reader in readers:
+            reader.join()
+    if child.returncode != 0:
+        last = next((line for line in reversed(errors) if line.strip()), None)
+        if child.returncode < 0:
+            last = f"the process was killed by signal {-child.returncode} ({_signal_name(-child.returncode)})"
+        raise TfdeployError(f"{what} failed: {last or 'no output'}. Received: {received}")
+    lines = [line for line in outputs if line.strip()]
     try:
         return json.loads(lines[-1])
     except (IndexError, ValueError):
         raise TfdeployError(f"{what} failed: the process printed no JSON result "
                             f"({(lines or ['no output'])[-1][:200]}). Received: {received}") from None
+
+
+def _read_lines(stream: Any, into: list[str], on_line: Callable[[str], None] | None) -> None:
+    with stream:
+        for line in stream:
+            into.append(line.rstrip("\n"))
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
+
+
+def peak_rss_bytes(children: bool = False) -> int:
+    """Peak resident memory of this process (or of its largest finished child), in bytes (Linux)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return int(usage.ru_maxrss) * 1024
 
 
 def child_main(description: str, add_arguments: Callable[[argparse.ArgumentParser], None],

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from tfdeploy.compression.recipes import cluster, cluster_int8, post_training, prune, qat, strip
+from tfdeploy.compression.recipes import cluster, cluster_int8, litert_quantizer, post_training, prune, qat, strip
 from tfdeploy.compression.registry import RecipeRegistry, recipe_enum
 
 REGISTRY = RecipeRegistry([
@@ -29,6 +29,9 @@ REGISTRY = RecipeRegistry([
     post_training.PTQ_DYNAMIC,
     post_training.PTQ_FLOAT16,
     post_training.PTQ_INT8,
+    litert_quantizer.PTQ_INT4_WEIGHTS,
+    litert_quantizer.PTQ_INT16X8,
+    litert_quantizer.PTQ_MIXED,
 ])
 
 Recipe = recipe_enum(REGISTRY)

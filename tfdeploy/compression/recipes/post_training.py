@@ -26,8 +26,11 @@ def quantize_post_training(session: CompressionSession, recipe: Any, mode: Tflit
                            representative: Arrays | None = None, model: Any = None,
                            notes: Sequence[str] = ()) -> Artifact:
     """Converts ``model`` (default: the original) in ``mode`` and writes the ``.tflite``."""
+    if model is None and mode is TfliteMode.FLOAT32:
+        conversion = session.float_conversion()
+    else:
+        conversion = session.converter.convert(session.loaded.model if model is None else model, mode, representative)
     model = session.loaded.model if model is None else model
-    conversion = session.converter.convert(model, mode, representative)
     notes = list(notes)
     if representative is not None:
         count = len(next(iter(representative.values())))
