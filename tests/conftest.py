@@ -106,6 +106,20 @@ def compress_inputs(tmp_path_factory, keras3, tf_keras):
     return paths
 
 
+@pytest.fixture(scope="session")
+def keras3_all(compress_inputs, tmp_path_factory):
+    """Every recipe on the Keras 3 model, once for the session (tests/integration/test_compress.py, test_litert.py)."""
+    from tfdeploy.compression import CompressConfig, compress
+    from tfdeploy.compression.recipes import Recipe
+
+    out = tmp_path_factory.mktemp("all")
+    lines = []
+    # prune-preserving QAT starts from uninitialised quantization ranges: it needs a few epochs
+    report = compress(CompressConfig(compress_inputs["keras3"], out, recipes=list(Recipe), data=compress_inputs["data"],
+                                     epochs=4, latency_repeats=5, progress=lines.append))
+    return report, out, lines
+
+
 @pytest.fixture
 def example_npz(tmp_path, tiny_xy):
     x, y = tiny_xy

@@ -44,10 +44,15 @@ def _config(model, data, out, **kwargs):
     return CompressConfig(model, out, data=data, latency_repeats=3, epochs=1, **kwargs)
 
 
+def _auto(compress, **kwargs):
+    """In this process (fast): tests/integration/test_litert.py covers trials in fresh processes."""
+    return auto_compress(AutoConfig(compress, isolate=False, **kwargs))
+
+
 def test_int8_sensitive_layer_is_kept_in_float_and_meets_the_budget(sensitive, tmp_path):
     model, data = sensitive
-    report = auto_compress(AutoConfig(_config(model, data, tmp_path), max_accuracy_drop=1.0,
-                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),)))
+    report = _auto(_config(model, data, tmp_path), max_accuracy_drop=1.0,
+                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),))
     first, *selective = report.trials
     assert first.name == "ptq-int8" and not first.passed and first.drop_points > 50
     chosen = next(t for t in report.trials if t.name == report.chosen)
@@ -62,8 +67,8 @@ def test_int8_sensitive_layer_is_kept_in_float_and_meets_the_budget(sensitive, t
 
 def test_same_seed_same_choice(sensitive, tmp_path):
     model, data = sensitive
-    runs = [auto_compress(AutoConfig(_config(model, data, tmp_path / str(i)), max_accuracy_drop=1.0,
-                                     candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),)))
+    runs = [_auto(_config(model, data, tmp_path / str(i)), max_accuracy_drop=1.0,
+                                     candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),))
             for i in range(2)]
     assert [(t.name, t.kept_float, t.accuracy) for t in runs[0].trials] == \
            [(t.name, t.kept_float, t.accuracy) for t in runs[1].trials]
@@ -71,8 +76,8 @@ def test_same_seed_same_choice(sensitive, tmp_path):
 
 def test_budget_zero_keeps_the_float_model(sensitive, tmp_path):
     model, data = sensitive
-    report = auto_compress(AutoConfig(_config(model, data, tmp_path), max_accuracy_drop=0.0, keep_all=True,
-                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),)))
+    report = _auto(_config(model, data, tmp_path), max_accuracy_drop=0.0, keep_all=True,
+                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),))
     assert not any(t.passed for t in report.trials)
     assert report.chosen == "original" and report.stopped_because.startswith("no candidate met the budget")
     assert (tmp_path / "auto-original.keras").read_bytes() == model.read_bytes()
@@ -80,8 +85,8 @@ def test_budget_zero_keeps_the_float_model(sensitive, tmp_path):
 
 
 def test_generous_budget_picks_the_smallest_and_stops_early(compress_inputs, tmp_path):
-    report = auto_compress(AutoConfig(_config(compress_inputs["keras3"], compress_inputs["data"], tmp_path),
-                                      max_accuracy_drop=100.0))
+    report = _auto(_config(compress_inputs["keras3"], compress_inputs["data"], tmp_path),
+                                      max_accuracy_drop=100.0)
     passed = [t for t in report.trials if t.passed]
     assert report.chosen == min(passed, key=lambda t: t.gzip_bytes).name
     assert len(report.trials) < 6 and "no remaining candidate is expected to beat it" in report.stopped_because
@@ -89,18 +94,18 @@ def test_generous_budget_picks_the_smallest_and_stops_early(compress_inputs, tmp
 
 def test_relative_budget_and_limits(sensitive, tmp_path):
     model, data = sensitive
-    report = auto_compress(AutoConfig(_config(model, data, tmp_path), max_accuracy_drop=1.0, relative=True,
+    report = _auto(_config(model, data, tmp_path), max_accuracy_drop=1.0, relative=True,
                                       max_trials=1, candidates=(Candidate(Recipe.PTQ_FLOAT16, 0.5, 0.01),
-                                                                Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.01))))
+                                                                Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.01)))
     assert report.budget == "1.0% of 100.00% = 1.000 points"
     assert [t.name for t in report.trials] == ["ptq-float16"] and report.stopped_because == "max trials (1) reached"
 
 
 def test_auto_needs_labels(compress_inputs, tmp_path):
     with pytest.raises(TfdeployError, match="--auto needs labelled validation data"):
-        auto_compress(AutoConfig(CompressConfig(compress_inputs["keras3"], tmp_path)))
+        _auto(CompressConfig(compress_inputs["keras3"], tmp_path))
     with pytest.raises(TfdeployError, match="--auto needs labels: the data has no y"):
-        auto_compress(AutoConfig(CompressConfig(compress_inputs["keras3"], tmp_path, data=compress_inputs["unlabelled"])))
+        _auto(CompressConfig(compress_inputs["keras3"], tmp_path, data=compress_inputs["unlabelled"]))
 
 
 def test_auto_cli_prints_the_trial_table(sensitive, tmp_path):
@@ -108,4 +113,6 @@ def test_auto_cli_prints_the_trial_table(sensitive, tmp_path):
     result = CliRunner().invoke(main, ["compress", str(model), "--out", str(tmp_path), "--data", str(data), "--auto",
                                        "--max-accuracy-drop", "1", "--max-trials", "1"])
     assert result.exit_code == 0, result.output
-    assert "candidate" in result.stdout and "ptq-int8" in result.stdout and "chosen: ptq-int8-float" in result.stdout
+    assert "candidate" in result.stdout and "ptq-int4-weights" in result.stdout and "chosen: ptq-int4" in result.stdout
+    assert "trials: each in a fresh process; jobs 1" in result.stdout and "Pareto front" in result.stdout
+    assert (tmp_path / "auto_pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

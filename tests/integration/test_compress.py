@@ -15,17 +15,6 @@ from tfdeploy.backend import tflite_interpreter
 from tfdeploy.compression.tflite import tensor_dtypes
 
 
-@pytest.fixture(scope="module")
-def keras3_all(compress_inputs, tmp_path_factory):
-    """Every recipe on the Keras 3 model, once for the module."""
-    out = tmp_path_factory.mktemp("all")
-    lines = []
-    # prune-preserving QAT starts from uninitialised quantization ranges: it needs a few epochs
-    report = compress(CompressConfig(compress_inputs["keras3"], out, recipes=list(Recipe), data=compress_inputs["data"],
-                                     epochs=4, latency_repeats=5, progress=lines.append))
-    return report, out, lines
-
-
 def variant(report, name):
     return next(v for v in report.variants if v.name == name)
 
