@@ -101,7 +101,7 @@ def run_trial(session: CompressionSession, spec: TrialSpec, budget_points: float
     assert base is not None
     if spec.kind == "recipe":
         began = time.perf_counter()
-        variant = session.run_recipe(Recipe(spec.name), label=f"{spec.name}: ")
+        variant = session.run_recipe(Recipe(spec.name))
         return [trial_of(variant, base, budget_points, time.perf_counter() - began)]
     searches = {"int8-float-layers": int8_float_layers, "int4-layers": int4_layers}
     if spec.kind not in searches:
