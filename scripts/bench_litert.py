@@ -91,7 +91,10 @@ def main() -> None:
     parser.add_argument("--budget-long", type=float, default=0.0, help="budget of the long --auto search")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-long", action="store_true")
+    parser.add_argument("--only-long", action="store_true", help="only the long --auto search (fresh process)")
     args = parser.parse_args()
+    if args.only_long:
+        return _only_long(args)
     if args.out.exists():
         shutil.rmtree(args.out)
     runtime.seed_everything(0)
@@ -111,6 +114,17 @@ def main() -> None:
     if not args.skip_long:
         payload["auto_long"] = _auto(model, data, args.out / "auto-long", args.budget_long, None)
         _write(args.out, payload)
+
+
+def _only_long(args: argparse.Namespace) -> None:
+    """The long search alone, in this fresh process, merged into an existing litert.json."""
+    path = args.out / "litert.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    example = examples.prepare_example(args.out / "example-long", overwrite=True, progress=print)
+    payload["auto_long"] = _auto(Path(example.model_path), Path(example.data_path), args.out / "auto-long",
+                                 args.budget_long, None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write(args.out, payload)
 
 
 def _write(out: Path, payload: dict[str, Any]) -> None:

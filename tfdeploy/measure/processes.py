@@ -95,7 +95,19 @@ def _signal_name(number: int) -> str:
 
 
 def peak_rss_bytes(children: bool = False) -> int:
-    """Peak resident memory of this process (or of its largest finished child), in bytes (Linux)."""
+    """Peak resident memory of this process (or of its largest finished child), in bytes.
+
+    For this process it is the kernel's high-water mark of the current program (``VmHWM``, reset
+    by ``exec``), not ``ru_maxrss``, which a child started by ``fork``/``exec`` inherits from its
+    parent on Linux.
+    """
+    if not children:
+        try:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
     usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return int(usage.ru_maxrss) * 1024
 
