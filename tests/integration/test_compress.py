@@ -109,7 +109,7 @@ def test_report_numbers_are_consistent(keras3_all):
         assert v.latency_ms > 0
         assert v.accuracy_drop == pytest.approx(original.accuracy - v.accuracy)
     assert any(line.startswith("prune: 100%|") and "epoch=4/4" in line for line in lines), lines
-    assert any(line.startswith(f"[{len(Recipe)}/{len(Recipe)}] ptq-int8") for line in lines)
+    assert any(line.startswith(f"[{len(Recipe)}/{len(Recipe)}] {list(Recipe)[-1].value}") for line in lines)
     table = report.to_table()
     assert "raw %" in table and "prune-qat" in table
 
