@@ -18,14 +18,14 @@ Example:
 
 from tfdeploy.backend.imports import (KerasFlavour, keras3, protobuf_decode_error, tf, tf_internal, tf_keras,
                                       tf_proto, tfmot, tfmot_internal, version_of)
-from tfdeploy.backend.litert import (QuantRule, WeightedOp, litert_quantizer, quantize_flatbuffer, tensor_type_counts,
+from tfdeploy.backend.litert import (QuantRule, WeightedOp, builtin_ops, litert_quantizer, quantize_flatbuffer, tensor_type_counts,
                                      tflite_interpreter, tflite_signature, weight_only_supported, weighted_ops)
 from tfdeploy.backend.models import (RECURRENT_LAYERS, SavedModelFunction, call_flat, call_model, dtype_name,
                                      flavour_of, keras3_variables_inside, keras_module_for, leaf_layers, model_io,
                                      nested_models, progress_callback, recurrent_layers, rescales_inputs)
 from tfdeploy.backend.saving import tensor_spec, write_inference_savedmodel
 
-__all__ = ["KerasFlavour", "QuantRule", "WeightedOp", "litert_quantizer", "quantize_flatbuffer", "tensor_type_counts",
+__all__ = ["KerasFlavour", "QuantRule", "WeightedOp", "builtin_ops", "litert_quantizer", "quantize_flatbuffer", "tensor_type_counts",
            "tflite_signature", "weight_only_supported", "weighted_ops", "RECURRENT_LAYERS", "SavedModelFunction", "call_flat", "call_model", "dtype_name",
            "flavour_of", "keras3", "keras3_variables_inside", "keras_module_for", "leaf_layers", "model_io",
            "nested_models", "progress_callback", "protobuf_decode_error", "recurrent_layers", "rescales_inputs",

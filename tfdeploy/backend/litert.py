@@ -1,8 +1,8 @@
 """LiteRT: the runtime of ``.tflite`` files (``ai_edge_litert``), its flatbuffer schema and its quantizer.
 
 Everything tfdeploy does with a ``.tflite`` goes through here: :func:`tflite_interpreter` runs one
-(LiteRT, falling back to TensorFlow's deprecated ``tf.lite.Interpreter`` only when LiteRT cannot be
-imported, and saying so in the runtime name), :func:`weighted_ops` and :func:`tensor_type_counts`
+(LiteRT; TensorFlow's own deprecated interpreter only when LiteRT cannot be imported, and then the
+runtime name says so), :func:`weighted_ops` and :func:`tensor_type_counts`
 read what a flatbuffer holds without running it (int4 included, which interpreters cannot
 describe), and :func:`quantize_flatbuffer` applies ``litert-quantizer`` rules to a float model.
 
@@ -37,8 +37,8 @@ def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, st
     """A TFLite interpreter for a file or flatbuffer bytes, and the name of the runtime.
 
     The runtime is LiteRT (``ai_edge_litert``, an install requirement). Only when it cannot be
-    imported does this fall back to TensorFlow's ``tf.lite.Interpreter`` (deprecated; its warning
-    is silenced here and the runtime name says it).
+    imported does this fall back to TensorFlow's own interpreter (deprecated; its warning is
+    silenced here and the runtime name says it).
 
     Example:
         >>> interpreter, runtime = tflite_interpreter("model.tflite")   # doctest: +SKIP
@@ -54,7 +54,7 @@ def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, st
                             f"{'<bytes>' if isinstance(source, (bytes, bytearray)) else repr(str(source))}")
     interpreter_class, runtime = _interpreter_class()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite\.python\.interpreter")
         return interpreter_class(model_content=blob, num_threads=threads), runtime
 
 
@@ -171,6 +171,12 @@ def _scope(op: Any, graph: Any) -> str:
     from litert_quantizer.utils import tfl_flatbuffer_utils
 
     return tfl_flatbuffer_utils.get_op_scope(op, graph.tensors)
+
+
+def builtin_ops(blob: bytes) -> set[str]:
+    """The builtin op names a ``.tflite`` uses (``{'CONV_2D', 'WHILE', ...}``), read without running it."""
+    model, names = _read_model(blob), _names("BuiltinOperator")
+    return {names.get(code.builtinCode, str(code.builtinCode)) for code in model.operatorCodes}
 
 
 def tensor_type_counts(blob: bytes) -> dict[str, int]:

@@ -61,8 +61,15 @@ def int4_weights(session: CompressionSession, recipe: Any) -> Artifact:
 
 
 def int16x8(session: CompressionSession, recipe: Any) -> Artifact:
+    float_blob = float_tflite(session)
+    if "WHILE" in backend.builtin_ops(float_blob):
+        loops = ", ".join(f"{path} ({kind})" for path, kind in backend.recurrent_layers(session.loaded.model))
+        raise TfdeployError(f"litert-quantizer cannot calibrate the TFLite WHILE loop that {loops or 'a recurrent layer'}"
+                            " becomes (its calibrator finds no tensor data inside the loop). Use ptq-int4-weights or "
+                            "ptq-dynamic for this model; LSTM layers avoid the loop (fused kernels). "
+                            f"Received: model={str(session.loaded.path)!r}")
     calibration = session.representative()
-    blob = quantize_int16x8(float_tflite(session), calibration)
+    blob = quantize_int16x8(float_blob, calibration)
     count = len(next(iter(calibration.values())))
     return write_quantized(session, recipe, blob, [f"int8 weights, int16 activations, calibrated on {count} samples"])
 
