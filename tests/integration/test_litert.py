@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests import corpus
+import corpus
 from tfdeploy import backend
 from tfdeploy.backend import litert
 from tfdeploy.compression import CompressConfig, compress
