@@ -138,14 +138,6 @@ NOTEBOOKS = {
                  "      for k, v in request.inputs.items()})"),
         ("markdown", "## Cold start, with and without replaying the warmup (fresh processes)"),
         ("code", "report = tfdeploy.bench(tfdeploy.BenchConfig([str(base / '1')], requests=50))\nprint(report)"),
-        ("markdown", "## The hot-swap timeline: version 2 loads while version 1 serves"),
-        ("code", "from tfdeploy.measure.hot_swap import hot_swap_in_fresh_process\n"
-                 "seconds = (1.5, 2.0) if FAST else (4.0, 6.0)\n"
-                 "swaps = [hot_swap_in_fresh_process(base / '1', base / '2', warm=warm, steady_s=seconds[0],\n"
-                 "                                   after_s=seconds[1]) for warm in (False, True)]\n"
-                 "for swap in swaps:\n    print(swap)\n"
-                 "tfdeploy.plot_hot_swap(swaps, WORK / 'hot_swap.png')\n"
-                 "from IPython.display import Image, display\ndisplay(Image(filename=str(WORK / 'hot_swap.png')))"),
         ("markdown", "## The server configuration, and why each fix is there\n"
                      "- `enable_model_warmup: true` replays the warmup file before the version is marked available;\n"
                      "- a second inter-op thread pool with `session_run_load_threadpool_index: 1` keeps restore ops "
@@ -156,6 +148,16 @@ NOTEBOOKS = {
                  "    [tfdeploy.ServedModel('fashion', str(base))], WORK / 'serving', overwrite=True))\n"
                  "print(config)\nprint((WORK / 'serving' / 'platform_config.txt').read_text())\n"
                  "print((WORK / 'serving' / 'run.sh').read_text())"),
+        ("markdown", "## Hot updates rehearsed the way TF Serving loads them\n"
+                     "Versions 1 and 2 are swapped under traffic three times, each loaded into a session built from "
+                     "the platform config above. The ablation adds the fixes one at a time, each configuration in a "
+                     "fresh process: no fixes, warmup, + the load thread pool, + jemalloc."),
+        ("code", "rehearsal = tfdeploy.rehearse_hot_swap(tfdeploy.HotSwapConfig(\n"
+                 "    base / '1', base / '2', serving_config=WORK / 'serving', ablation=not FAST,\n"
+                 "    steady_s=1.5 if FAST else 3.0, gap_s=1.5 if FAST else 3.0, plot_path=WORK / 'hot_swap.png'))\n"
+                 "print(rehearsal)\n"
+                 "from IPython.display import Image, display\n"
+                 "for path in rehearsal.files:\n    display(Image(filename=path))"),
     ],
 }
 

@@ -183,27 +183,35 @@ def latency_percentiles(labels: Sequence[str], p50: Sequence[float], p99: Sequen
     return save(fig, path, dpi=100)
 
 
-def hot_swap_timeline(reports: Sequence[Any], path: str | os.PathLike) -> Path:
-    """Latency over time, one panel per hot-swap run, with N+1's load window and the switch marked.
+def swap_timeline(run: Any, path: str | os.PathLike) -> Path:
+    """p80/p90/p99/p999 per 1-second window over time, each version's load and switch marked, RSS below.
+
+    Args:
+        run: A :class:`~tfdeploy.measure.hot_swap.HotSwapRun` (``windows``, ``swaps``, ``rss_mb``,
+            ``summary``, ``config``).
+        path: The PNG to write.
 
     Example:
-        >>> hot_swap_timeline([cold_report, warm_report], "hot_swap.png")   # doctest: +SKIP
-        PosixPath('hot_swap.png')
+        >>> swap_timeline(report.runs[0], "hot_swap-no-fixes.png")   # doctest: +SKIP
+        PosixPath('hot_swap-no-fixes.png')
     """
     plt = pyplot()
-    fig, axes = plt.subplots(len(reports), 1, figsize=(9, 3.2 * len(reports)), squeeze=False, sharey=True)
-    for ax, report in zip(axes[:, 0], reports):
-        for label, color in (("N", "tab:blue"), ("N+1", "tab:orange")):
-            points = [(t, ms) for t, ms, who in report.samples if who == label]
-            if points:
-                ax.scatter(*zip(*points), s=4, color=color, label=f"version {label}")
-        ax.axvspan(report.load_start_s, report.ready_s, color="grey", alpha=0.2, label="N+1 loading")
-        ax.axvline(report.switch_s, color="red", linestyle="--", label="switch")
-        ax.set_yscale("log")
-        ax.set_ylabel("latency (ms)")
-        ax.set_title(f"N+1 {'warmed' if report.warmed else 'cold'}: after-switch p999 "
-                     f"{report.after_switch.p999_ms:.1f} ms vs steady {report.steady.p999_ms:.1f} ms", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
-    axes[-1, 0].set_xlabel("time since start (s)")
+    fig, (ax, mem) = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    starts = [w.start_s for w in run.windows]
+    for key, label in (("p80_ms", "p80"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p999")):
+        ax.step(starts, [getattr(w, key) for w in run.windows], where="post", label=label)
+    ax.axhline(2 * run.summary.steady.p999_ms, color="grey", linestyle=":", label="2× steady p999")
+    for index, swap in enumerate(run.swaps):
+        ax.axvspan(swap.load_start_s, swap.ready_s, color="grey", alpha=0.2, label="loading" if index == 0 else None)
+        ax.axvline(swap.switch_s, color="red", linestyle="--", linewidth=0.8, label="switch" if index == 0 else None)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per 1 s window (ms)")
+    ax.set_title(f"{run.config}: swap p999 {run.summary.swap_p999_ms:.1f} ms = {run.summary.ratio:.1f}× steady "
+                 f"{run.summary.steady.p999_ms:.1f} ms", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", ncol=3)
+    if run.rss_mb:
+        mem.plot(*zip(*run.rss_mb), color="tab:purple")
+    mem.set_ylabel("RSS (MB)")
+    mem.set_xlabel("time since traffic began (s)")
     fig.tight_layout()
     return save(fig, path, dpi=100)

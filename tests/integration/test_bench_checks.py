@@ -1,4 +1,4 @@
-"""bench (percentiles, cold start, hot swap) and the determinism / parity checks on tiny models."""
+"""bench (percentiles, cold start) and the determinism / parity checks on tiny models."""
 
 import json
 
@@ -6,7 +6,6 @@ import pytest
 from click.testing import CliRunner
 
 from tfdeploy.measure.benchmark import BenchConfig, bench
-from tfdeploy.measure.hot_swap import hot_swap
 from tfdeploy.measure.checks import check_determinism, check_parity
 from tfdeploy.cli import main
 from tfdeploy.compression import CompressConfig, compress
@@ -55,34 +54,6 @@ def test_cold_start_with_and_without_warmup(versions):
         assert result["first_ms"] > 0 and result["first_over_steady"] == pytest.approx(
             result["first_ms"] / result["steady_p50_ms"])
     assert set(report.cold_starts[tflite]) == {"without_warmup"}, "a .tflite file has no warmup file"
-
-
-@pytest.mark.parametrize("warm", [True, False])
-def test_hot_swap_keeps_serving_during_the_load(versions, warm):
-    v1, v2, _ = versions
-    report = hot_swap(v1, v2, warm=warm, concurrency=2, steady_s=0.8, after_s=0.8)
-    assert report.errors == []
-    assert report.swap_window.requests > 0, "version N kept serving while N+1 loaded"
-    assert report.steady.requests > 10 and report.after_switch.requests > 10
-    assert report.load_start_s < report.ready_s <= report.switch_s < report.end_s
-    assert {who for _, _, who in report.samples} == {"N", "N+1"}
-    assert all(who == "N" for t, _, who in report.samples if t < report.load_start_s)
-    assert len(report.first_after_switch_ms) == 5
-
-
-def test_bench_cli_hot_swap_writes_json_and_timeline(versions, tmp_path):
-    v1, v2, _ = versions
-    result = CliRunner().invoke(main, ["bench", v1, v2, "--hot-swap", "--hot-swap-seconds", "0.6,0.6", "--requests",
-                                       "10", "--no-cold-start", "--json-out", str(tmp_path / "h.json"), "--plot",
-                                       str(tmp_path / "h.png")])
-    assert result.exit_code == 0, result.output
-    data = json.loads((tmp_path / "h.json").read_text())
-    assert [swap["warmed"] for swap in data["hot_swaps"]] == [False, True]
-    assert all(swap["swap_window"]["requests"] > 0 for swap in data["hot_swaps"])
-    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
-    assert "N+1 cold" in result.stdout and "N+1 warmed" in result.stdout
-    bad = CliRunner().invoke(main, ["bench", v1, "--hot-swap"])
-    assert bad.exit_code == 2 and "exactly two SavedModel version directories" in bad.stderr
 
 
 def _model_with(keras, inner_training=False, bn_training=False, dropout_training=False, nested=False):

@@ -12,7 +12,7 @@ from tfdeploy._lazy import MOVED
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tfdeploy"
 HEAVY = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tensorflow_serving", "ai_edge_litert",
-         "litert_quantizer", "tflite_runtime")
+         "litert_quantizer", "tflite_runtime", "grpc")
 MAX_FUNCTION_LINES = 60
 LENGTH_REASON = "Long because"  # a function may exceed the limit if its docstring says why
 
@@ -160,13 +160,13 @@ def test_old_paths_keep_the_names_users_imported():
         warnings.simplefilter("ignore", DeprecationWarning)
         from tfdeploy.recipes import DEFAULT_DEPLOY_RECIPES, Int8Granularity, IoDtype, Recipe, VersionPolicy
         from tfdeploy.serving_export import ExportConfig, export
-        from tfdeploy.benchmark import BenchConfig, bench, hot_swap
+        from tfdeploy.benchmark import BenchConfig, bench, rehearse_hot_swap
         from tfdeploy.warmup import read_warmup, write_warmup
         from tfdeploy.coldstart import replay_warmup
     import tfdeploy
 
     assert Recipe is tfdeploy.Recipe and VersionPolicy is tfdeploy.VersionPolicy and export is tfdeploy.export
-    assert hot_swap is tfdeploy.hot_swap and bench is tfdeploy.bench and BenchConfig is tfdeploy.BenchConfig
+    assert rehearse_hot_swap is tfdeploy.rehearse_hot_swap and bench is tfdeploy.bench and BenchConfig is tfdeploy.BenchConfig
     assert {IoDtype, Int8Granularity, ExportConfig, read_warmup, write_warmup, replay_warmup} and DEFAULT_DEPLOY_RECIPES
 
 

@@ -94,6 +94,8 @@ TF_PROTOS = {
     "config_pb2": "tensorflow.core.protobuf.config_pb2",
     "predict_pb2": "tensorflow_serving.apis.predict_pb2",
     "prediction_log_pb2": "tensorflow_serving.apis.prediction_log_pb2",
+    "get_model_metadata_pb2": "tensorflow_serving.apis.get_model_metadata_pb2",
+    "prediction_service_pb2_grpc": "tensorflow_serving.apis.prediction_service_pb2_grpc",
     "model_server_config_pb2": "tensorflow_serving.config.model_server_config_pb2",
     "platform_config_pb2": "tensorflow_serving.config.platform_config_pb2",
 }
@@ -126,6 +128,29 @@ def tf_internal(name: str) -> ModuleType:
 
     tf()
     return importlib.import_module(TF_INTERNALS[name])
+
+
+@functools.lru_cache(maxsize=None)
+def grpc() -> ModuleType:
+    """Returns ``grpc`` (grpcio, installed with ``tensorflow-serving-api``): the client of TF Serving's gRPC API.
+
+    Example:
+        >>> grpc().insecure_channel("localhost:8500")        # doctest: +SKIP
+    """
+    import grpc as module
+
+    return module
+
+
+def protobuf_json_format() -> ModuleType:
+    """``google.protobuf.json_format``: messages as the dicts TF Serving's REST API returns.
+
+    Example:
+        >>> protobuf_json_format().MessageToDict(message, preserving_proto_field_name=True)   # doctest: +SKIP
+    """
+    from google.protobuf import json_format
+
+    return json_format
 
 
 def protobuf_decode_error() -> type:

@@ -12,13 +12,14 @@ from tfdeploy.cli import options as opt
 from tfdeploy.cli.context import echo_report, library_command, progress
 from tfdeploy.cli.options import Loading, config_option
 from tfdeploy.measure import BenchConfig, check_determinism, check_parity
+from tfdeploy.measure.hot_swap import MIN_SWAPS
 
 PATH = click.Path(path_type=Path)
 INPUTS_HELP = "Inputs: .npz or image directory (default: synthetic)."
 
 
 @click.command("bench")
-@click.argument("artifacts", nargs=-1, required=True, type=PATH)
+@click.argument("artifacts", nargs=-1, required=True)  # paths or grpc:// and http:// URLs (a Path drops the //)
 @opt.batch_sizes(BenchConfig, "batch_sizes", "--batch-sizes", help="e.g. 1,8,32.")
 @config_option(BenchConfig, "requests", "--requests", type=click.IntRange(min=1), callback=opt.excludes("duration_s"),
                help="Timed requests per artifact and batch size.")
@@ -30,24 +31,40 @@ INPUTS_HELP = "Inputs: .npz or image directory (default: synthetic)."
 @config_option(BenchConfig, "threads", "--threads", type=click.IntRange(min=1), help="TFLite interpreter threads.")
 @opt.no_cold_start(BenchConfig)
 @config_option(BenchConfig, "hot_swap", "--hot-swap", is_flag=True,
-               help="ARTIFACTS are version N and N+1: measure the update, warm and cold.")
+               help="ARTIFACTS are versions N and N+1: rehearse hot updates as TF Serving loads them.")
+@config_option(BenchConfig, "ablation", "--ablation", is_flag=True,
+               help="With --hot-swap: no fixes, warmup, + load pool, + jemalloc, each in a fresh process.")
+@config_option(BenchConfig, "serving_config", "--serving-config", type=PATH,
+               help="With --hot-swap: the serving-config directory (or platform_config.txt) to load with.")
+@config_option(BenchConfig, "swaps", "--swaps", type=click.IntRange(min=MIN_SWAPS),
+               help="With --hot-swap: version swaps per configuration.")
 @config_option(BenchConfig, ("hot_swap_steady_s", "hot_swap_after_s"), "--hot-swap-seconds", "hot_swap_seconds",
                to_cli=opt.comma_list("{:g}".format), callback=opt.seconds_pair,
-               help="Seconds of traffic before the load and after the switch.")
+               help="Seconds of traffic before the first swap and after each swap.")
 @opt.as_json_or_legacy_path
 @opt.json_out(BenchConfig)
-@config_option(BenchConfig, "plot_path", "--plot", type=PATH, help="Write a PNG (timeline with --hot-swap).")
+@config_option(BenchConfig, "plot_path", "--plot", type=PATH,
+               help="Write a PNG (with --hot-swap: one timeline per configuration, NAME-CONFIG.png).")
 @opt.data(BenchConfig, help="Real request inputs: .npz or image directory (default: synthesized from each "
           "artifact's inputs).")
 @opt.overwrite(BenchConfig, help="Replace existing --json-out/--plot files.")
+@opt.signature(BenchConfig)
+@config_option(BenchConfig, "publish", "--publish", type=PATH, metavar="MODEL",
+               help="With --hot-swap and one grpc:// or http:// target: export MODEL as the next version into "
+                    "--base-dir under traffic and measure the server's load and switch.")
+@config_option(BenchConfig, "base_dir", "--base-dir", type=PATH, metavar="DIR",
+               help="With --publish: the model's base directory that the server watches.")
+@config_option(BenchConfig, "publish_timeout_s", "--publish-timeout", type=click.FloatRange(min=0, min_open=True),
+               help="With --publish: seconds to wait for the new version to answer.")
 @library_command
 @opt.model_loading(BenchConfig)
 def bench_command(as_json: bool | Path, hot_swap_seconds: tuple[float, float], loading: Loading,
                   **values: Any) -> None:
     """Latency percentiles, throughput, cold start (and hot swap) of ARTIFACTS, side by side.
 
-    ARTIFACTS: Keras files, SavedModel version directories (served through their signature) and
-    .tflite files.
+    ARTIFACTS: Keras files, SavedModel version directories (served through their signature),
+    .tflite files, and models on a running TF Serving: grpc://HOST:PORT/MODEL[/VERSION|@LABEL]
+    (gRPC, port 8500) or http://HOST:PORT/v1/models/MODEL[/versions/N|/labels/LABEL] (REST, 8501).
     """
     from tfdeploy.measure import bench
 

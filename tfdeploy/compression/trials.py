@@ -46,10 +46,9 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
 from tfdeploy.io_spec import Arrays
 from tfdeploy.measure.predictors import tflite_predictor
-from tfdeploy.measure.processes import child_main, peak_rss_bytes, run_child
+from tfdeploy.measure.processes import PROGRESS_PREFIX, child_main, child_progress, peak_rss_bytes, run_child
 
 SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float after ptq-int8 misses, tried in turn
-PROGRESS_PREFIX = "progress: "  # marks the child's progress lines among whatever else TF writes to stderr
 FOLLOW_UPS = {Recipe.PTQ_INT8.value: "int8-float-layers", Recipe.PTQ_INT4_WEIGHTS.value: "int4-layers"}
 
 
@@ -273,12 +272,10 @@ def run_isolated(config: CompressConfig, spec: TrialSpec, budget_points: float, 
 
 
 def _child(args: argparse.Namespace) -> dict[str, Any]:
-    import sys
-
     from tfdeploy.progress import LineProgress
 
     request = json.loads(args.request)
-    progress = LineProgress(lambda line: print(PROGRESS_PREFIX + line, file=sys.stderr, flush=True))
+    progress = LineProgress(child_progress)
     session = CompressionSession(config_from_json(request["config"], progress))
     trials = run_trial(session, TrialSpec(**request["spec"]), request["budget"])
     rows = [{k: v for k, v in dataclasses.asdict(t).items() if k != "peak_rss_bytes"} for t in trials]

@@ -3,8 +3,8 @@ hot swap, determinism and parity.
 
 Modules: :mod:`~tfdeploy.measure.predictors` (one interface over Keras, SavedModel and LiteRT),
 :mod:`~tfdeploy.measure.benchmark` (``bench``), :mod:`~tfdeploy.measure.coldstart`,
-:mod:`~tfdeploy.measure.hot_swap` (a new version loaded under traffic; the function is
-``tfdeploy.hot_swap``), :mod:`~tfdeploy.measure.checks` (determinism and parity),
+:mod:`~tfdeploy.measure.hot_swap` (hot updates rehearsed the way TF Serving loads versions;
+``tfdeploy.rehearse_hot_swap``), :mod:`~tfdeploy.measure.swap_timeline` (windowed percentiles of a swap), :mod:`~tfdeploy.measure.checks` (determinism and parity),
 :mod:`~tfdeploy.measure.timing` (clocks, percentiles, load) and :mod:`~tfdeploy.measure.processes`
 (measurements in a fresh process).
 

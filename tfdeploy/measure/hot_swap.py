@@ -1,297 +1,485 @@
-"""Hot swap: latency while version N+1 loads beside N, then takes the traffic.
+"""Hot-update rehearsal: versions swapped under traffic, loaded the way TF Serving loads them.
 
-:func:`hot_swap` reproduces TF Serving's availability-preserving version update in one process:
-client threads send requests back to back to version N while N+1 is loaded (and, when ``warm``,
-its warmup file replayed), then the traffic switches to N+1 in one assignment. The samples are
-split into three windows: steady (N only), swap (N serving while N+1 loads) and after the switch.
-:func:`hot_swap_in_fresh_process` runs it in a new Python process
-(``python -m tfdeploy.measure.hot_swap``), so no run benefits from another's warm caches.
+Each configuration runs in a fresh process (``python -m tfdeploy.measure.hot_swap``): version N is
+loaded into a ``Session`` built from the platform config's ``SessionBundleConfig``
+(:class:`~tfdeploy.backend.sessions.ServingSession`: its inter-op pools, the restore and init ops on
+``session_run_load_threadpool_index``, warmup replayed ``num_request_iterations`` times when
+``enable_model_warmup``), client threads send closed-loop traffic, and ``swaps`` times the other
+version is loaded beside the serving one, the traffic switches to it and the old one is unloaded.
+
+``ablation`` runs the fixes of the published case in order, each in its own process with the same
+traffic and swaps (:data:`ABLATION`): no fixes → warmup → warmup + load pool → warmup + load pool
++ jemalloc (the process started with ``LD_PRELOAD`` of ``libjemalloc.so.2``).
 
 Example:
-    >>> reports = [hot_swap_in_fresh_process("models/m/1", "models/m/2", warm) for warm in (False, True)]  # doctest: +SKIP
-    >>> plot_hot_swap(reports, "hot_swap.png")                                                          # doctest: +SKIP
+    >>> report = rehearse_hot_swap(HotSwapConfig("models/m/1", "models/m/2", serving_config="serving",
+    ...                                          ablation=True))          # doctest: +SKIP
+    >>> [row["swap_p999_ms"] / row["steady_p999_ms"] for row in report.ablation]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import os
+import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from tfdeploy import plots
+from tfdeploy import backend, plots
 from tfdeploy.errors import TfdeployError
-from tfdeploy.io_spec import Arrays
-from tfdeploy.measure.predictors import Predictor, request_batch, saved_model_predictor
-from tfdeploy.measure.processes import child_main, run_child
-from tfdeploy.measure.timing import LatencyStats, RequestLog
+from tfdeploy.io_spec import as_feed
+from tfdeploy.measure.predictors import request_batch
+from tfdeploy.measure.processes import PROGRESS_PREFIX, child_main, child_progress, current_rss_bytes, run_child
+from tfdeploy.measure.swap_timeline import Swap, SwapSummary, Window, summarize_swaps, windowed_percentiles
+from tfdeploy.measure.timing import RequestLog
 from tfdeploy.model.loading import is_saved_model_dir
 from tfdeploy.progress import ProgressLike, as_progress
-from tfdeploy.report import Block, Report, Table, Text
-from tfdeploy.serving.warmup import has_warmup, replay_version_warmup
+from tfdeploy.report import Block, Image, Report, Table, Text
+from tfdeploy.serving.config.options import JEMALLOC, ServedModel, ServingConfig
+from tfdeploy.serving.config.protos import platform_config, proto_text, read_session_bundle_config
+from tfdeploy.serving.warmup import has_warmup, read_warmup, replay_warmup, WARMUP_FILE
 
-CHILD_MODULE = "tfdeploy.measure.hot_swap"  # what hot_swap_in_fresh_process runs
+CHILD_MODULE = "tfdeploy.measure.hot_swap"  # what each configuration's process runs
 WARM_CALLS = 20  # untimed requests to version N before the clients start
-FIRST_AFTER_SWITCH = 5  # first requests on N+1 listed in the report
+RSS_EVERY_S = 0.05  # resident memory sampling period
+SIGNATURE = "serving_default"
+MIN_SWAPS = 3  # one noisy swap must not decide
+
+
+class Fix(str, enum.Enum):
+    """The hot-update latency-spike fixes, in the order the published case applied them."""
+
+    WARMUP = "warmup"
+    LOAD_POOL = "load pool"
+    JEMALLOC = "jemalloc"
+
+
+ABLATION: tuple[tuple[Fix, ...], ...] = ((), (Fix.WARMUP,), (Fix.WARMUP, Fix.LOAD_POOL),
+                                         (Fix.WARMUP, Fix.LOAD_POOL, Fix.JEMALLOC))
+JEMALLOC_MISSING = (f"jemalloc is not on this machine ({JEMALLOC} missing), so the jemalloc step was not run; "
+                    "install it with `apt-get install libjemalloc2` (Debian/Ubuntu).")
+
+
+def config_name(fixes: Sequence[Fix]) -> str:
+    """A configuration's name: its fixes joined with ``+``, or ``no fixes``.
+
+    Example:
+        >>> config_name([Fix.WARMUP, Fix.LOAD_POOL])
+        'warmup + load pool'
+    """
+    return " + ".join(fix.value for fix in fixes) or "no fixes"
+
+
+@dataclasses.dataclass
+class HotSwapConfig:
+    """Options of :func:`rehearse_hot_swap`.
+
+    Attributes:
+        old_version: Version N's directory (serving from the start).
+        new_version: Version N+1's directory (swapped in, then N again, alternately).
+        serving_config: The ``tfdeploy serving-config`` directory or its ``platform_config.txt``
+            (``None``: the configuration ``tfdeploy serving-config`` writes by default).
+        ablation: Run every step of :data:`ABLATION` instead of the configuration as given.
+        swaps: Version swaps per configuration (at least 3).
+        concurrency: Client threads sending requests back to back.
+        steady_s: Seconds of traffic before the first swap.
+        gap_s: Seconds of traffic after each swap.
+        batch_size: Batch size of each request.
+        seed: Seed of the synthesized request.
+        timeout_s: Seconds before a configuration's process is killed.
+        plot_path: Write one timeline PNG per configuration (``NAME-<config>.png``).
+        progress: Where progress goes (see :mod:`tfdeploy.progress`).
+    """
+
+    old_version: str | os.PathLike
+    new_version: str | os.PathLike
+    serving_config: str | os.PathLike | None = None
+    ablation: bool = False
+    swaps: int = MIN_SWAPS
+    concurrency: int = 2
+    steady_s: float = 3.0
+    gap_s: float = 3.0
+    batch_size: int = 1
+    seed: int = 0
+    timeout_s: float = 900.0
+    plot_path: str | os.PathLike | None = None
+    progress: ProgressLike = None
+
+
+@dataclasses.dataclass
+class HotSwapRun(Report):
+    """One configuration's run in its own process.
+
+    Attributes:
+        config: The fixes it ran with (``no fixes``, ``warmup + load pool``, ...).
+        fixes: The same, as a list.
+        jemalloc: jemalloc was mapped in the process (``LD_PRELOAD`` took effect).
+        bundle_config: The ``SessionBundleConfig`` the versions were loaded with (text format).
+        summary: Steady vs. swap-window latency.
+        swaps: The swaps' event times.
+        windows: Percentiles per 1-second window (the timeline).
+        rss_mb: ``(s, MB)`` resident memory over the run.
+        steady_rss_mb: Resident memory with version N loaded and warm, before traffic.
+        peak_rss_mb: The highest sample (old and new version resident together).
+        warmup_calls: Warmup requests replayed in the process (N's load included).
+        end_s: When the traffic stopped.
+        errors: The first failed requests.
+    """
+
+    config: str
+    fixes: list[str]
+    jemalloc: bool
+    bundle_config: str
+    summary: SwapSummary
+    swaps: list[Swap]
+    windows: list[Window]
+    rss_mb: list[tuple[float, float]]
+    steady_rss_mb: float
+    peak_rss_mb: float
+    warmup_calls: int
+    end_s: float
+    errors: list[str]
+
+    @property
+    def headroom_mb(self) -> float:
+        """Memory a hot update needs on top of steady serving: both versions resident."""
+        return self.peak_rss_mb - self.steady_rss_mb
+
+    def row(self) -> dict[str, Any]:
+        """The run as one row of the ablation (what ``--json``'s ``"ablation"`` holds)."""
+        s = self.summary
+        return {"config": self.config, "fixes": self.fixes, "steady_p50_ms": s.steady.p50_ms,
+                "steady_p99_ms": s.steady.p99_ms, "steady_p999_ms": s.steady.p999_ms, "swap_p999_ms": s.swap_p999_ms,
+                "worst_window_p999_ms": s.worst_window_p999_ms, "ratio": s.ratio, "spike_seconds": s.spike_seconds,
+                "load_seconds": s.load_seconds, "first_after_switch_ms": s.first_after_switch_ms,
+                "steady_rss_mb": self.steady_rss_mb, "peak_rss_mb": self.peak_rss_mb,
+                "headroom_mb": self.headroom_mb, "requests": s.steady.requests + s.swap.requests,
+                "errors": len(self.errors)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HotSwapRun":
+        """The run from :meth:`to_dict` (what the child process prints)."""
+        return cls(**{**data, "summary": SwapSummary.from_dict(data["summary"]),
+                      "swaps": [Swap(**swap) for swap in data["swaps"]],
+                      "windows": [Window(**window) for window in data["windows"]],
+                      "rss_mb": [tuple(point) for point in data["rss_mb"]]})
 
 
 @dataclasses.dataclass
 class HotSwapReport(Report):
-    """Latency around a version update in one process."""
+    """Hot-update rehearsal: one run per configuration, in the order of the ablation."""
 
     old_version: str
     new_version: str
-    warmed: bool
+    platform_config: str
     concurrency: int
-    load_start_s: float
-    ready_s: float
-    switch_s: float
-    end_s: float
-    steady: LatencyStats
-    swap_window: LatencyStats
-    after_switch: LatencyStats
-    first_after_switch_ms: list[float]
-    errors: list[str]
-    samples: list[tuple[float, float, str]] = dataclasses.field(default_factory=list, repr=False)
+    swaps: int
+    runs: list[HotSwapRun]
+    notes: list[str] = dataclasses.field(default_factory=list)
+    files: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ablation(self) -> list[dict[str, Any]]:
+        """One row per configuration (no fixes first, all fixes last)."""
+        return [run.row() for run in self.runs]
 
     def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data.pop("samples")
-        return data
+        return {**super().to_dict(), "ablation": self.ablation}
 
     def blocks(self) -> list[Block]:
-        rows = [(name, s.requests, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms)
-                for name, s in (("steady (N)", self.steady), ("swap window (N+1 loading)", self.swap_window),
-                                ("after switch (N+1)", self.after_switch))]
-        head = (f"hot swap {Path(self.old_version).name} -> {Path(self.new_version).name}, N+1 "
-                f"{'warmed (warmup replayed before the switch)' if self.warmed else 'cold'}, "
-                f"{self.concurrency} client(s); load took {self.ready_s - self.load_start_s:.2f} s")
-        return [Text(head), Table(rows, header=("window", "requests", "p50 ms", "p99 ms", "p999 ms", "max ms")),
-                Text(f"first requests after the switch (ms): {', '.join(f'{v:.1f}' for v in self.first_after_switch_ms)}"),
-                *([Text(f"errors: {len(self.errors)}")] if self.errors else [])]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HotSwapReport":
-        """The report from :meth:`to_dict` plus ``samples`` (what the child process prints).
-
-        Example:
-            >>> HotSwapReport.from_dict({**report.to_dict(), "samples": report.samples}) == report   # doctest: +SKIP
-            True
-        """
-        stats = {key: LatencyStats(**data[key]) for key in ("steady", "swap_window", "after_switch")}
-        return cls(**{**data, **stats, "samples": [tuple(sample) for sample in data.get("samples", [])]})
+        header = ("configuration", "steady p50", "steady p99", "steady p999", "swap p999", "worst 1 s p999",
+                  "× steady", "s > 2× steady", "load s", "peak RSS MB", "+RSS MB")
+        rows = [(run.config, run.summary.steady.p50_ms, run.summary.steady.p99_ms, run.summary.steady.p999_ms,
+                 run.summary.swap_p999_ms, run.summary.worst_window_p999_ms, run.summary.ratio,
+                 run.summary.spike_seconds, max(run.summary.load_seconds), run.peak_rss_mb, run.headroom_mb)
+                for run in self.runs]
+        head = (f"hot-update rehearsal {Path(self.old_version).name} <-> {Path(self.new_version).name}: "
+                f"{self.swaps} swaps per configuration, {self.concurrency} client(s), loaded as TF Serving loads "
+                f"(platform config: {self.platform_config}); latencies in ms")
+        firsts = [Text(f"{run.config}: first requests after each switch (ms): "
+                       + "; ".join(", ".join(f"{ms:.1f}" for ms in swap) for swap in run.summary.first_after_switch_ms))
+                  for run in self.runs]
+        return [Text(head), Table(rows, header=header), *firsts, *(Text(f"note: {note}") for note in self.notes),
+                *(Image(path, "hot-swap timeline") for path in self.files)]
 
 
-@dataclasses.dataclass(frozen=True)
-class _SwapTimes:
-    """When N+1's load started, when it was ready, and when the traffic switched (s since traffic began)."""
+def _ablated(bundle: Any, fixes: Sequence[Fix]) -> Any:
+    """A copy of the ``SessionBundleConfig`` without the fixes not in ``fixes``."""
+    out = type(bundle)()
+    out.CopyFrom(bundle)
+    if Fix.WARMUP not in fixes:
+        out.enable_model_warmup = False
+        out.ClearField("model_warmup_options")
+    if Fix.LOAD_POOL not in fixes:
+        out.ClearField("session_run_load_threadpool_index")
+        del out.session_config.session_inter_op_thread_pool[:]
+    return out
 
-    load_start: float
-    ready: float
-    switch: float
+
+def _bundle_config(serving_config: str | os.PathLike | None) -> Any:
+    if serving_config is not None:
+        return read_session_bundle_config(serving_config)
+    adapter = next(iter(platform_config(ServingConfig([ServedModel("m", ".")], ".")).platform_configs.values()))
+    from tfdeploy.serving.schemas import load_schemas
+
+    unpacked = load_schemas().SavedModelBundleSourceAdapterConfig()
+    adapter.source_adapter_config.Unpack(unpacked)
+    return unpacked.legacy_config
 
 
-class _Traffic:
-    """Client threads sending requests back to back to whichever version is current."""
+def _fixes_in(bundle: Any) -> list[Fix]:
+    """The fixes a configuration has (jemalloc aside: it belongs to the process, not the config)."""
+    return ([Fix.WARMUP] if bundle.enable_model_warmup else []) + \
+        ([Fix.LOAD_POOL] if bundle.HasField("session_run_load_threadpool_index") else [])
 
-    def __init__(self, predictor: Predictor, x: Arrays, concurrency: int) -> None:
+
+@dataclasses.dataclass
+class _Version:
+    """A loaded version: its session, the request it answers, its tag, and requests in flight on it."""
+
+    session: Any
+    call: Callable[[], Any]
+    tag: str
+    in_flight: int = 0
+
+
+class _Serving:
+    """The versions of one process: load (as TF Serving does), switch, unload, under client traffic.
+
+    As in TF Serving, a version is unloaded only once the requests already sent to it have finished.
+    """
+
+    def __init__(self, bundle: Any, batch_size: int, seed: int) -> None:
+        self.bundle = bundle
+        self._batch, self._seed = batch_size, seed
+        self.warmup_calls = 0
         self.log = RequestLog()
-        self._current = (predictor, "N")
-        self._x = x
+        self._current: _Version | None = None
+        self._lock = threading.Condition()
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.rss: list[tuple[float, float]] = []
+
+    def load(self, path: Path, tag: str) -> _Version:
+        """Loads a version like TF Serving: session config, load pool, then warmup replay."""
+        has_pool = self.bundle.HasField("session_run_load_threadpool_index")
+        session = backend.ServingSession(path, self.bundle.session_config,
+                                         self.bundle.session_run_load_threadpool_index.value if has_pool else None)
+        if self.bundle.enable_model_warmup and has_warmup(path):
+            iterations = self.bundle.model_warmup_options.num_request_iterations.value or 1
+            functions = {name: (lambda name=name, **inputs: session.run(name, inputs)) for name in session.signatures}
+            self.warmup_calls += replay_warmup(functions, read_warmup(path / WARMUP_FILE), iterations)
+        io = backend.signature_io(session.signatures[SIGNATURE])
+        x = request_batch(io, self._batch, None, self._seed)
+        feed = {t.name: as_feed(x[t.name], t) for t in io.inputs}
+        return _Version(session, lambda: session.run(SIGNATURE, feed), tag)
+
+    def start(self, first: _Version, concurrency: int) -> None:
+        """Serves ``first`` to ``concurrency`` client threads; samples resident memory."""
+        self._current = first
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(concurrency)]
-
-    def _client(self) -> None:
-        while not self._stop.is_set():
-            predictor, label = self._current  # one read: each request goes to one version
-            self.log.request(lambda: predictor.predict_batch(self._x), tag=label)
-
-    def start(self) -> None:
+        self._threads.append(threading.Thread(target=self._sample_rss, daemon=True))
         for thread in self._threads:
             thread.start()
 
-    def switch(self, predictor: Predictor, label: str) -> None:
-        """The availability-preserving switch: the next requests go to ``predictor``."""
-        self._current = (predictor, label)
+    def _client(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:  # each request goes to one version, which stays loaded until it is answered
+                version = self._current
+                version.in_flight += 1
+            try:
+                self.log.request(version.call, tag=version.tag)
+            finally:
+                with self._lock:
+                    version.in_flight -= 1
+                    self._lock.notify_all()
+
+    def _sample_rss(self) -> None:
+        while not self._stop.wait(RSS_EVERY_S):
+            self.rss.append((self.log.elapsed_s(), current_rss_bytes() / 2**20))
+
+    def swap(self, path: Path, tag: str) -> Swap:
+        """Loads ``path`` beside the serving version, switches the traffic to it, unloads the old one."""
+        load_start = self.log.elapsed_s()
+        new = self.load(path, tag)
+        ready = self.log.elapsed_s()
+        with self._lock:
+            old, self._current = self._current, new
+        switch = self.log.elapsed_s()
+        with self._lock:
+            self._lock.wait_for(lambda: old.in_flight == 0)
+        old.session.close()
+        return Swap(load_start, ready, switch, self.log.elapsed_s())
 
     def stop(self) -> float:
-        """Stops the clients; returns the time of the end (s since traffic began)."""
+        """Stops the clients; returns the end time (s since the traffic began)."""
         self._stop.set()
         for thread in self._threads:
             thread.join()
         return self.log.elapsed_s()
 
 
-def _check_versions(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool) -> tuple[Path, Path]:
-    old_path, new_path = Path(old_version), Path(new_version)
-    for path in (old_path, new_path):
-        if not is_saved_model_dir(path):
-            raise TfdeployError(f"Hot swap needs SavedModel version directories. Received: path={str(path)!r}")
-    if warm and not has_warmup(new_path):
-        raise TfdeployError(f"Version N+1 has no warmup file to replay; write it with `tfdeploy warmup write`. "
-                            f"Received: path={str(new_path)!r}")
-    return old_path, new_path
-
-
-def _serving_version(path: Path, batch_size: int, seed: int) -> tuple[Predictor, Arrays]:
-    """Version N as it serves before the update: loaded, warmup replayed, warm; and the request to send."""
-    predictor = saved_model_predictor(path)
-    if has_warmup(path):
-        replay_version_warmup(path, predictor.loaded.signatures)
-    x = request_batch(predictor.io, batch_size, None, seed)
+def _rehearse(old: Path, new: Path, bundle: Any, swaps: int, concurrency: int, steady_s: float, gap_s: float,
+              batch_size: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """One configuration in this process: N serving, ``swaps`` alternating updates, the samples."""
+    serving = _Serving(bundle, batch_size, seed)
+    first = serving.load(old, "N")
     for _ in range(WARM_CALLS):
-        predictor.predict_batch(x)
-    return predictor, x
-
-
-def _load_and_switch(new_path: Path, warm: bool, traffic: _Traffic) -> _SwapTimes:
-    """Loads N+1 while the clients keep sending to N (replaying its warmup if ``warm``), then switches."""
-    load_start = traffic.log.elapsed_s()
-    new = saved_model_predictor(new_path)
-    if warm:
-        replay_version_warmup(new_path, new.loaded.signatures)
-    ready = traffic.log.elapsed_s()
-    traffic.switch(new, "N+1")
-    return _SwapTimes(load_start=load_start, ready=ready, switch=traffic.log.elapsed_s())
-
-
-def _window(samples: Sequence[tuple[float, float, str]], lo: float, hi: float, label: str | None = None) -> list[float]:
-    return [ms for t, ms, who in samples if lo <= t < hi and (label is None or who == label)]
-
-
-def _report(old_path: Path, new_path: Path, warm: bool, concurrency: int, times: _SwapTimes, end: float,
-            log: RequestLog) -> HotSwapReport:
-    steady = _window(log.samples, 0, times.load_start)
-    swap = _window(log.samples, times.load_start, times.switch)
-    after = _window(log.samples, times.switch, end, "N+1")
-    if not steady or not after:
-        raise TfdeployError(f"Too few requests to measure (steady {len(steady)}, after {len(after)}); "
-                            f"lengthen steady_s/after_s. Received: requests={len(log.samples)}")
-    first_after = [ms for t, ms, who in sorted(log.samples) if who == "N+1"][:FIRST_AFTER_SWITCH]
-    return HotSwapReport(
-        old_version=str(old_path), new_version=str(new_path), warmed=warm, concurrency=concurrency,
-        load_start_s=times.load_start, ready_s=times.ready, switch_s=times.switch, end_s=end,
-        steady=LatencyStats.of(steady), swap_window=LatencyStats.of(swap or steady[-1:]),
-        after_switch=LatencyStats.of(after), first_after_switch_ms=first_after, errors=log.errors,
-        samples=log.samples,
-    )
-
-
-def hot_swap(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool, concurrency: int = 2,
-             steady_s: float = 3.0, after_s: float = 4.0, batch_size: int = 1, seed: int = 0,
-             progress: ProgressLike = None) -> HotSwapReport:
-    """Measures latency while version N+1 loads beside N in this process, then takes the traffic.
-
-    Args:
-        old_version: Version N's directory (serving from the start, already warmed).
-        new_version: Version N+1's directory (loaded while N serves).
-        warm: Replay N+1's warmup file before switching traffic to it.
-        concurrency: Client threads sending requests back to back.
-        steady_s: Seconds of traffic before the load starts.
-        after_s: Seconds of traffic after the switch.
-        batch_size: Batch size of each request.
-        seed: Seed of the synthesized request.
-        progress: Where the phases are reported (see :mod:`tfdeploy.progress`).
-
-    Returns:
-        A :class:`HotSwapReport` (with the raw samples for :func:`plot_hot_swap`).
-
-    Raises:
-        TfdeployError: If a version cannot be loaded or N+1 has no warmup file while ``warm``.
-
-    Example:
-        >>> report = hot_swap("models/m/1", "models/m/2", warm=True, steady_s=1, after_s=1)   # doctest: +SKIP
-        >>> report.after_switch.p999_ms / report.steady.p999_ms
-        1.3
-    """
-    old_path, new_path = _check_versions(old_version, new_version, warm)
-    say = as_progress(progress)
-    say(f"Loading version N ({old_path}) and warming it")
-    old, x = _serving_version(old_path, batch_size, seed)
-    traffic = _Traffic(old, x, concurrency)
-    traffic.start()
+        first.call()
+    steady_rss = current_rss_bytes() / 2**20
+    serving.start(first, concurrency)
+    del first  # the serving object holds the only reference: an unloaded version can be freed
+    done: list[Swap] = []
     try:
-        say(f"Steady traffic on N for {steady_s:.0f} s with {concurrency} client(s)")
         time.sleep(steady_s)
-        say(f"Loading N+1 ({new_path}) in the background{' and replaying its warmup' if warm else ''}")
-        times = _load_and_switch(new_path, warm, traffic)
-        say(f"Switched to N+1; {after_s:.0f} s more traffic")
-        time.sleep(after_s)
+        for index in range(swaps):
+            path, tag = (new, "N+1") if index % 2 == 0 else (old, "N")
+            done.append(serving.swap(path, tag))
+            say(f"swap {index + 1}/{swaps}: {tag} ({path.name}) loaded in {done[-1].ready_s - done[-1].load_start_s:.2f} s")
+            time.sleep(gap_s)
     finally:
-        end = traffic.stop()
-    return _report(old_path, new_path, warm, concurrency, times, end, traffic.log)
+        end = serving.stop()
+    return {"swaps": done, "end_s": end, "samples": serving.log.samples, "errors": serving.log.errors,
+            "rss_mb": serving.rss, "steady_rss_mb": steady_rss, "warmup_calls": serving.warmup_calls}
 
 
-def plot_hot_swap(reports: Sequence[HotSwapReport], path: str | os.PathLike) -> Path:
-    """Writes a timeline PNG (latency over time, load start and switch marked), one panel per run.
-
-    Example:
-        >>> plot_hot_swap([cold, warm], "hot_swap.png")     # doctest: +SKIP
-        PosixPath('hot_swap.png')
-    """
-    return plots.hot_swap_timeline(reports, path)
+def _jemalloc_loaded() -> bool:
+    """Whether this process runs with jemalloc mapped (``LD_PRELOAD`` took effect)."""
+    try:
+        return "libjemalloc" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
 
 
-def hot_swap_in_fresh_process(old_version: str | os.PathLike, new_version: str | os.PathLike, warm: bool,
-                              concurrency: int = 2, steady_s: float = 3.0, after_s: float = 4.0,
-                              batch_size: int = 1, seed: int = 0, timeout: float = 600) -> HotSwapReport:
-    """Runs :func:`hot_swap` in a new Python process, so no run benefits from another's warm caches.
-
-    Args:
-        old_version: Version N's directory.
-        new_version: Version N+1's directory.
-        warm: Replay N+1's warmup file before the switch.
-        concurrency: Client threads.
-        steady_s: Seconds of traffic before the load.
-        after_s: Seconds of traffic after the switch.
-        batch_size: Batch size of each request.
-        seed: Seed of the synthesized request.
-        timeout: Seconds before the child process is killed.
-
-    Returns:
-        A :class:`HotSwapReport` with its samples.
-
-    Raises:
-        TfdeployError: If the run fails (the child's last error line is included).
-
-    Example:
-        >>> hot_swap_in_fresh_process("models/m/1", "models/m/2", warm=True).warmed   # doctest: +SKIP
-        True
-    """
-    args = [str(old_version), str(new_version), "--concurrency", str(concurrency), "--steady-s", str(steady_s),
-            "--after-s", str(after_s), "--batch-size", str(batch_size), "--seed", str(seed)]
-    data = run_child(CHILD_MODULE, args + (["--warm"] if warm else []), "Hot-swap run",
-                     f"old={str(old_version)!r}, new={str(new_version)!r}", timeout)
-    return HotSwapReport.from_dict(data)
+def _run_in_child(args: argparse.Namespace) -> dict[str, Any]:
+    fixes = [Fix(value) for value in args.fixes.split(",") if value]
+    bundle = _ablated(_bundle_config(args.serving_config), fixes) if args.ablate else _bundle_config(args.serving_config)
+    result = _rehearse(Path(args.old_version), Path(args.new_version), bundle, args.swaps, args.concurrency,
+                       args.steady_s, args.gap_s, args.batch_size, args.seed,
+                       child_progress)
+    jemalloc = _jemalloc_loaded()
+    fixes_run = _fixes_in(bundle) + ([Fix.JEMALLOC] if jemalloc else [])
+    summary = summarize_swaps(result["samples"], result["swaps"], result["end_s"],
+                              new_tags=["N+1" if i % 2 == 0 else "N" for i in range(len(result["swaps"]))])
+    rss = result["rss_mb"]
+    run = HotSwapRun(config=config_name(fixes_run), fixes=[fix.value for fix in fixes_run], jemalloc=jemalloc,
+                     bundle_config=proto_text(bundle),
+                     summary=summary, swaps=result["swaps"], windows=windowed_percentiles(result["samples"]),
+                     rss_mb=rss, steady_rss_mb=result["steady_rss_mb"],
+                     peak_rss_mb=max([mb for _, mb in rss] + [result["steady_rss_mb"]]),
+                     warmup_calls=result["warmup_calls"], end_s=result["end_s"], errors=result["errors"][:20])
+    return run.to_dict()
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("old_version")
     parser.add_argument("new_version")
-    parser.add_argument("--warm", action="store_true")
+    parser.add_argument("--serving-config", default=None)
+    parser.add_argument("--ablate", action="store_true", help="Remove the fixes not in --fixes.")
+    parser.add_argument("--fixes", default="")
+    parser.add_argument("--swaps", type=int, default=MIN_SWAPS)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--steady-s", type=float, default=3.0)
-    parser.add_argument("--after-s", type=float, default=4.0)
+    parser.add_argument("--gap-s", type=float, default=3.0)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    report = hot_swap(args.old_version, args.new_version, args.warm, args.concurrency, args.steady_s,
-                      args.after_s, args.batch_size, args.seed)
-    return {**report.to_dict(), "samples": report.samples}
+def _child_args(config: HotSwapConfig, fixes: Sequence[Fix] | None) -> list[str]:
+    args = [str(config.old_version), str(config.new_version), "--swaps", str(config.swaps),
+            "--concurrency", str(config.concurrency), "--steady-s", str(config.steady_s), "--gap-s", str(config.gap_s),
+            "--batch-size", str(config.batch_size), "--seed", str(config.seed)]
+    if config.serving_config is not None:
+        args += ["--serving-config", str(config.serving_config)]
+    if fixes is not None:
+        args += ["--ablate", "--fixes", ",".join(fix.value for fix in fixes)]
+    return args
 
 
-def main() -> None:  # pragma: no cover - exercised through hot_swap_in_fresh_process
-    """``python -m tfdeploy.measure.hot_swap``: one run, printed as JSON.
+def _plans(config: HotSwapConfig, jemalloc: bool) -> tuple[list[tuple[str, Sequence[Fix] | None, bool]], list[str]]:
+    """``(name, fixes to keep or None for the config as given, preload jemalloc)`` per run, and notes."""
+    if not config.ablation:
+        return [("serving config", None, jemalloc)], ([] if jemalloc else [JEMALLOC_MISSING])
+    steps = [fixes for fixes in ABLATION if jemalloc or Fix.JEMALLOC not in fixes]
+    return [(config_name(fixes), fixes, Fix.JEMALLOC in fixes) for fixes in steps], \
+        ([] if jemalloc else [JEMALLOC_MISSING])
+
+
+def _check(config: HotSwapConfig) -> tuple[Path, Path]:
+    paths = Path(config.old_version), Path(config.new_version)
+    for path in paths:
+        if not is_saved_model_dir(path):
+            raise TfdeployError(f"A hot-swap rehearsal needs two SavedModel version directories, N then N+1. "
+                                f"Received: path={str(path)!r}")
+    if config.swaps < MIN_SWAPS:
+        raise TfdeployError(f"Give at least {MIN_SWAPS} swaps, so that one noisy swap does not decide. "
+                            f"Received: swaps={config.swaps}")
+    if config.serving_config is not None:
+        read_session_bundle_config(config.serving_config)  # fails early, naming the file
+    return paths
+
+
+def plot_path_for(path: str | os.PathLike, config: str) -> Path:
+    """The timeline PNG of one configuration: ``hot_swap.png`` -> ``hot_swap-warmup-load-pool.png``.
 
     Example:
-        >>> main()   # python -m tfdeploy.measure.hot_swap models/m/1 models/m/2 --warm   # doctest: +SKIP
+        >>> plot_path_for("out/hot_swap.png", "warmup + load pool").name
+        'hot_swap-warmup-load-pool.png'
     """
-    child_main("One hot-swap run (used by hot_swap_in_fresh_process).", _arguments, _run)
+    path = Path(path)
+    slug = re.sub(r"[^a-z0-9]+", "-", config.lower()).strip("-")
+    return path.with_name(f"{path.stem}-{slug}{path.suffix or '.png'}")
+
+
+def rehearse_hot_swap(config: HotSwapConfig) -> HotSwapReport:
+    """Rehearses hot updates the way TF Serving loads versions, one fresh process per configuration.
+
+    Args:
+        config: A :class:`HotSwapConfig`.
+
+    Returns:
+        A :class:`HotSwapReport` (``report.ablation``: one row per configuration).
+
+    Raises:
+        TfdeployError: For directories that are not versions, fewer than 3 swaps, an unreadable
+            platform config, or a configuration's process that fails (its error is included).
+
+    Example:
+        >>> rehearse_hot_swap(HotSwapConfig("models/m/1", "models/m/2", ablation=True)).ablation[0]["config"]  # doctest: +SKIP
+        'no fixes'
+    """
+    old, new = _check(config)
+    say = as_progress(config.progress)
+    jemalloc = Path(JEMALLOC).is_file()
+    plans, notes = _plans(config, jemalloc)
+    runs = []
+    for index, (name, fixes, preload) in enumerate(plans, 1):
+        with say.task(f"Hot-swap rehearsal {index}/{len(plans)}: {name} (fresh process)", total=config.swaps,
+                      unit="swap") as task:
+            data = run_child(CHILD_MODULE, _child_args(config, fixes), "Hot-swap rehearsal",
+                             f"config={name!r}, old={str(old)!r}, new={str(new)!r}", config.timeout_s,
+                             on_line=lambda line: task.advance() if line.startswith(PROGRESS_PREFIX) else None,
+                             env={"LD_PRELOAD": JEMALLOC} if preload else None)
+        runs.append(HotSwapRun.from_dict(data))
+    report = HotSwapReport(old_version=str(old), new_version=str(new), concurrency=config.concurrency,
+                           platform_config=str(config.serving_config or "tfdeploy serving-config defaults"),
+                           swaps=config.swaps, runs=runs, notes=notes)
+    if config.plot_path:
+        report.files = [str(plots.swap_timeline(run, plot_path_for(config.plot_path, run.config))) for run in runs]
+    return report
+
+
+def main() -> None:  # pragma: no cover - exercised through rehearse_hot_swap
+    """``python -m tfdeploy.measure.hot_swap``: one configuration's run, printed as JSON.
+
+    Example:
+        >>> main()   # python -m tfdeploy.measure.hot_swap models/m/1 models/m/2 --ablate --fixes warmup  # doctest: +SKIP
+    """
+    child_main("One hot-swap rehearsal configuration (used by rehearse_hot_swap).", _arguments, _run_in_child)
 
 
 if __name__ == "__main__":

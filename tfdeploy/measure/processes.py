@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tfdeploy.errors import TfdeployError
 
+PROGRESS_PREFIX = "progress: "  # marks a child's progress lines among whatever else TF writes to stderr
+
 
 def run_child(module: str, args: Sequence[str], what: str, received: str, timeout: float = 300,
               on_line: Callable[[str], None] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
             prints no JSON.
 
     Example:
-        >>> run_child("tfdeploy.measure.hot_swap", ["1", "2"], "Hot-swap run", "old='1', new='2'")   # doctest: +SKIP
+        >>> run_child("tfdeploy.measure.hot_swap", ["1", "2"], "Hot-swap rehearsal", "old='1', new='2'")   # doctest: +SKIP
     """
     command = [sys.executable, "-m", module, *map(str, args)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -110,6 +112,27 @@ def peak_rss_bytes(children: bool = False) -> int:
             pass
     usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return int(usage.ru_maxrss) * 1024
+
+
+def current_rss_bytes() -> int:
+    """Resident memory of this process now (``VmRSS``), in bytes; 0 where ``/proc`` is missing.
+
+    Example:
+        >>> current_rss_bytes() > 0
+        True
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def child_progress(message: str) -> None:
+    """In a child process: one progress line for the parent (:data:`PROGRESS_PREFIX` on stderr)."""
+    print(PROGRESS_PREFIX + message, file=sys.stderr, flush=True)
 
 
 def child_main(description: str, add_arguments: Callable[[argparse.ArgumentParser], None],

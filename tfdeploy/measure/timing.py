@@ -116,20 +116,26 @@ class RequestLog:
         """Seconds since the log began."""
         return time.perf_counter() - self.start
 
-    def request(self, call: Callable[[], Any], tag: Any = None, on_sample: Callable[[], None] | None = None) -> bool:
+    def request(self, call: Callable[[], Any], tag: Any = None, on_sample: Callable[[], None] | None = None,
+                tag_of: Callable[[Any], Any] | None = None) -> bool:
         """Times ``call()``; records the sample (then runs ``on_sample`` under the lock) or its error.
+
+        ``tag_of``, when given, tags the sample from the call's result instead (e.g. the model version
+        a server says answered).
 
         Returns:
             Whether the call succeeded; a failed request is recorded as data, not raised.
         """
         begin = time.perf_counter()
         try:
-            call()
+            result = call()
         except Exception as exc:  # a failed request is data, not a crash
             with self._lock:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             return False
         end = time.perf_counter()
+        if tag_of is not None:
+            tag = tag_of(result)
         with self._lock:
             self.samples.append((begin - self.start, (end - begin) * 1000, tag))
             if on_sample is not None:
@@ -150,7 +156,8 @@ def run_load(call: Callable[[int], None], requests: int | None, duration_s: floa
              warmup_requests: int = 0, task: Task | None = None) -> LoadResult:
     """Runs ``call(thread_index)`` from ``concurrency`` threads until ``requests`` or ``duration_s``.
 
-    Each thread first makes ``warmup_requests`` untimed calls. Exceptions are recorded, not raised.
+    Each thread first makes ``warmup_requests`` untimed calls (their failures ignored). Exceptions of timed
+    calls are recorded, not raised.
 
     Args:
         call: One request; receives the client thread's index.
@@ -175,7 +182,10 @@ def run_load(call: Callable[[int], None], requests: int | None, duration_s: floa
                             f"Received: requests={requests}, duration_s={duration_s}")
     for index in range(concurrency):
         for _ in range(warmup_requests):
-            call(index)
+            try:
+                call(index)
+            except Exception:  # untimed; a request that keeps failing is recorded by the timed ones
+                pass
     log = RequestLog()
     deadline = None if duration_s is None else log.start + duration_s
     issued = iter(range(requests)) if requests is not None else None

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from tfdeploy import backend
@@ -130,3 +132,43 @@ def proto_text(message: Any) -> str:
         raise TfdeployError(f"Generated {type(message).__name__} text does not round-trip. "
                             f"Received: message={type(message).__name__}")
     return text
+
+
+PLATFORM_CONFIG_FILE = "platform_config.txt"
+
+
+def read_session_bundle_config(path: str | os.PathLike) -> Any:
+    """The ``SessionBundleConfig`` of the ``tensorflow`` platform in a generated ``platform_config.txt``.
+
+    Args:
+        path: The file, or the ``tfdeploy serving-config`` directory holding it.
+
+    Returns:
+        The ``SessionBundleConfig`` message TF Serving would load versions with.
+
+    Raises:
+        TfdeployError: If the file is missing, does not parse as a ``PlatformConfigMap``, or has
+            no ``tensorflow`` platform.
+
+    Example:
+        >>> read_session_bundle_config("serving").session_run_load_threadpool_index.value   # doctest: +SKIP
+        1
+    """
+    from google.protobuf import text_format
+
+    file = Path(path) / PLATFORM_CONFIG_FILE if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise TfdeployError(f"No platform config here; write one with `tfdeploy serving-config`. "
+                            f"Received: path={str(file)!r}")
+    platform = backend.tf_proto("platform_config_pb2").PlatformConfigMap()
+    try:
+        text_format.Parse(file.read_text(), platform, descriptor_pool=load_schemas().pool)
+    except text_format.ParseError as exc:
+        raise TfdeployError(f"The platform config does not parse as a PlatformConfigMap ({exc}). "
+                            f"Received: path={str(file)!r}") from None
+    if "tensorflow" not in platform.platform_configs:
+        raise TfdeployError(f"The platform config has no 'tensorflow' platform (it has "
+                            f"{sorted(platform.platform_configs)}). Received: path={str(file)!r}")
+    adapter = load_schemas().SavedModelBundleSourceAdapterConfig()
+    platform.platform_configs["tensorflow"].source_adapter_config.Unpack(adapter)
+    return adapter.legacy_config
