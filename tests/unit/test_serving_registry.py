@@ -73,3 +73,13 @@ def test_a_builder_returning_the_wrong_kind_is_named():
         _entry(proto=True).render(config)
     with pytest.raises(TfdeployError, match="must return the file's text.*Received: type=int"):
         _entry(build=lambda config: 3).render(config)
+
+
+def test_other_ports_and_model_flags_replace_only_those():
+    """KServe's runtime takes run.sh's flags with its own ports and one model instead of models.config."""
+    config = ServingConfig([], "serving", enable_batching=True)
+    default = server_flags(config)
+    assert default[2] == "--model_config_file=/config/models.config"
+    other = server_flags(config, grpc_port=9000, rest_port=8080, model_flags=("--model_name=m", "--model_base_path=/x"))
+    assert other == ["--port=9000", "--rest_api_port=8080", "--model_name=m", "--model_base_path=/x", *default[3:]]
+    assert server_flags(config, model_flags=()) == [*default[:2], *default[3:]]

@@ -104,8 +104,13 @@ def _int_option(field: str, flag: str, minimum: int | None = None, help: str | N
                to_cli=lambda labels: tuple(labels), metavar="MODEL:LABEL=VERSION", help="Version label (repeatable).")
 @config_option(ServedModel, "storage_uri", "--storage-uri", "storage_uris", multiple=True, callback=opt.name_pairs,
                to_cli=lambda uri: (), to_config=lambda pairs: dict(pairs) or None, metavar="NAME=URI",
-               help="KServe storageUri of a model (default: its base dir).")
-@config_option(ServingConfig, "image", "--image", help="Base image.")
+               help="KServe storageUri of a model: gs://, s3://, pvc://, ... (default: its base dir, which has to be "
+                    "uploaded first).")
+@config_option(ServingConfig, "image", "--image",
+               help="TF Serving image the Dockerfile builds FROM (a published tensorflow/serving release).")
+@config_option(ServingConfig, "built_image", "--built-image", metavar="REGISTRY/NAME:TAG",
+               help="Name of the image built from the Dockerfile: docker-compose.yml tags it, kserve.yaml runs it "
+                    "(push it to a registry the cluster can pull from).")
 @_int_option("rest_port", "--rest-port")
 @_int_option("grpc_port", "--grpc-port")
 @config_option(ServingConfig, "enable_batching", "--enable-batching", is_flag=True, help="Server-side batching.")

@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -45,6 +46,8 @@ from tfdeploy.serving.warmup import has_warmup, read_warmup, replay_warmup, WARM
 
 CHILD_MODULE = "tfdeploy.measure.hot_swap"  # what each configuration's process runs
 WARM_CALLS = 20  # untimed requests to version N before the clients start
+SETTLE_S = 1.0  # unrecorded traffic before the steady window
+SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over period while a version loads (Python's default: 5 ms)
 RSS_EVERY_S = 0.05  # resident memory sampling period
 SIGNATURE = "serving_default"
 MIN_SWAPS = 3  # one noisy swap must not decide
@@ -298,6 +301,10 @@ class _Serving:
                     version.in_flight -= 1
                     self._lock.notify_all()
 
+    def restart_log(self) -> None:
+        """Starts a new request log (and clock): what came before is discarded."""
+        self.log, self.rss = RequestLog(), []
+
     def _sample_rss(self) -> None:
         while not self._stop.wait(RSS_EVERY_S):
             self.rss.append((self.log.elapsed_s(), current_rss_bytes() / 2**20))
@@ -335,6 +342,8 @@ def _rehearse(old: Path, new: Path, bundle: Any, swaps: int, concurrency: int, s
     del first  # the serving object holds the only reference: an unloaded version can be freed
     done: list[Swap] = []
     try:
+        time.sleep(SETTLE_S)  # the clients' own start-up (threads, first concurrent runs) is not the baseline
+        serving.restart_log()
         time.sleep(steady_s)
         for index in range(swaps):
             path, tag = (new, "N+1") if index % 2 == 0 else (old, "N")
@@ -356,6 +365,9 @@ def _jemalloc_loaded() -> bool:
 
 
 def _run_in_child(args: argparse.Namespace) -> dict[str, Any]:
+    # TF Serving loads in C++; here the MetaGraph import runs Python code that holds the GIL, so the clients get it
+    # back more often than Python's default 5 ms, which would otherwise add up to 5 ms per request to the swap.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     fixes = [Fix(value) for value in args.fixes.split(",") if value]
     bundle = _ablated(_bundle_config(args.serving_config), fixes) if args.ablate else _bundle_config(args.serving_config)
     result = _rehearse(Path(args.old_version), Path(args.new_version), bundle, args.swaps, args.concurrency,

@@ -18,6 +18,12 @@ from tfdeploy.serving.versions import existing_versions
 CONTAINER_MODELS = "/models"  # where each model's base dir is mounted inside the container
 CONTAINER_CONFIG = "/config"  # where the generated files the container reads are copied
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+# The newest tensorflow/serving release with a published server image. The server is released separately from the
+# Python wheels: tensorflow-serving-api 2.21.0 (the client protos tfdeploy installs) does not mean a 2.21.0 server
+# image exists. Raise this when a newer image is on Docker Hub; `--image` overrides it.
+TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
+# Tag given to the image built from the generated Dockerfile (docker-compose.yml, kserve.yaml's ServingRuntime).
+BUILT_IMAGE = "tfdeploy-serving:latest"
 
 # Options that TF Serving needs to be at least 1.
 _AT_LEAST_ONE = ("warmup_iterations", "warmup_threads", "num_load_threads", "num_unload_threads",
@@ -42,7 +48,8 @@ class ServedModel:
         policy: Version policy.
         versions: For ``specific``: the versions to serve; for ``latest``: ``[N]`` keeps N.
         labels: Version labels, e.g. ``{"stable": 1, "canary": 2}``.
-        storage_uri: Where KServe finds the base dir (default: ``base_dir``).
+        storage_uri: KServe's ``storageUri`` for the base dir (``gs://``, ``s3://``, ``pvc://``, ...);
+            default: ``base_dir``, a local path that has to be uploaded first (the report warns).
     """
 
     name: str
@@ -60,11 +67,42 @@ class ServedModel:
 
 @dataclasses.dataclass
 class ServingConfig:
-    """Options of :func:`~tfdeploy.serving.config.write_serving_config`."""
+    """Options of :func:`~tfdeploy.serving.config.write_serving_config`.
+
+    Attributes:
+        models: The models to serve.
+        out_dir: The directory to write.
+        image: TF Serving image the Dockerfile builds FROM (a published ``tensorflow/serving`` release).
+        built_image: Name given to the image built from the generated Dockerfile: docker-compose.yml tags
+            the build with it and kserve.yaml's ServingRuntime runs it, so push it to a registry the
+            cluster can pull from, e.g. ``ghcr.io/ORG/tfdeploy-serving:1``.
+        grpc_port: TF Serving's gRPC port (``--port``) under Docker.
+        rest_port: TF Serving's REST port (``--rest_api_port``) under Docker; it also serves the metrics.
+        enable_batching: Server-side batching.
+        max_batch_size: Largest batch the server forms.
+        allowed_batch_sizes: Batch sizes batches are padded to; increasing, ending at ``max_batch_size``.
+        batch_timeout_micros: How long the server waits to fill a batch.
+        max_enqueued_batches: Batches queued before requests are refused.
+        num_batch_threads: Threads running batches.
+        num_load_threads: Threads loading versions (``--num_load_threads``).
+        num_unload_threads: Threads unloading versions (``--num_unload_threads``).
+        load_pool_threads: Threads of the dedicated model-load pool.
+        file_system_poll_wait_seconds: How often the server looks for new versions.
+        warmup_iterations: Server-side replays of each warmup record (``num_request_iterations``).
+        warmup_threads: Threads replaying warmup records.
+        gpu_allow_growth: ``allow_growth`` in the session config (GPU servers).
+        monitoring_path: Where Prometheus metrics are served on the REST port.
+        overwrite: Replace a non-empty ``out_dir``.
+
+    Example:
+        >>> ServingConfig([ServedModel("fashion", "models/fashion")], "serving").image
+        'tensorflow/serving:2.20.0'
+    """
 
     models: Sequence[ServedModel]
     out_dir: str | os.PathLike
-    image: str = "tensorflow/serving:2.21.0"
+    image: str = TF_SERVING_IMAGE
+    built_image: str = BUILT_IMAGE
     grpc_port: int = 8500
     rest_port: int = 8501
     enable_batching: bool = False
@@ -105,6 +143,11 @@ class ServingConfig:
                     "allowed_batch_sizes must be strictly increasing, positive and end at max_batch_size "
                     f"({self.max_batch_size}), as TF Serving requires. Received: allowed_batch_sizes={sizes}"
                 )
+        for name in ("image", "built_image"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+                raise TfdeployError(f"{name} must be an image name such as registry.example.com/team/name:tag, "
+                                    f"without spaces. Received: {name}={value!r}")
         if self.rest_port == self.grpc_port:
             raise TfdeployError(f"The REST and gRPC ports must differ. Received: rest_port={self.rest_port}")
         for name in _AT_LEAST_ONE:

@@ -2,7 +2,7 @@
 
 Example:
     >>> report = write_serving_config(ServingConfig([ServedModel("m", "models/m")], "serving"))   # doctest: +SKIP
-    >>> report.files[:2]
+    >>> report.files[:2]                # doctest: +SKIP
     ['Dockerfile', 'README.md']
 """
 
@@ -14,19 +14,45 @@ from pathlib import Path
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import staged_directory
-from tfdeploy.report import Report
+from tfdeploy.report import Block, Report, Table, Text
 from tfdeploy.serving.config.options import ServingConfig
-from tfdeploy.serving.config import registry
+from tfdeploy.serving.config import kserve, registry
 
 
 @dataclasses.dataclass
 class ServingConfigReport(Report):
-    """Files written by :func:`write_serving_config`."""
+    """Files written by :func:`write_serving_config`.
+
+    Attributes:
+        out_dir: The directory written.
+        files: Its files, sorted.
+        models: The served models' names.
+        flags: ``run.sh``'s ``tensorflow_model_server`` flags.
+        warnings: What has to be done before a deployment path works as generated, e.g. a local
+            ``storageUri`` that KServe cannot copy (also written as comments in ``kserve.yaml``).
+
+    Example:
+        >>> print(ServingConfigReport("s", ["run.sh"], ["m"], ["--port=8500"], ["kserve.yaml: upload m"]))
+        out_dir  s
+        files    run.sh
+        models   m
+        flags    --port=8500
+        warning: kserve.yaml: upload m
+    """
 
     out_dir: str
     files: list[str]
     models: list[str]
     flags: list[str]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, object]]:
+        """The key/value table: everything but the warnings."""
+        return [("out_dir", self.out_dir), ("files", self.files), ("models", self.models), ("flags", self.flags)]
+
+    def blocks(self) -> list[Block]:
+        """The table, then one ``warning: ...`` line per warning."""
+        return [Table(self.rows()), *(Text(f"warning: {warning}") for warning in self.warnings)]
 
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
@@ -48,7 +74,8 @@ def write_serving_config(config: ServingConfig) -> ServingConfigReport:
         config: A :class:`ServingConfig`.
 
     Returns:
-        A :class:`ServingConfigReport`.
+        A :class:`ServingConfigReport`, with :attr:`~ServingConfigReport.warnings` for what a
+        deployment path needs first (a local ``storageUri`` for KServe, ...).
 
     Raises:
         TfdeployError: For invalid options (names the field) or an existing ``out_dir``
@@ -69,4 +96,4 @@ def write_serving_config(config: ServingConfig) -> ServingConfigReport:
             if file.executable:
                 target.chmod(0o755)
     return ServingConfigReport(out_dir=str(out), files=sorted(contents), models=[m.name for m in config.models],
-                               flags=registry.server_flags(config))
+                               flags=registry.server_flags(config), warnings=kserve.kserve_warnings(config))
