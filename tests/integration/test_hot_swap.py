@@ -33,7 +33,8 @@ def versions(compress_inputs, tmp_path_factory):
     return v1.version_dir, v2.version_dir, serving
 
 
-@pytest.mark.parametrize("name", ["two_inputs", "text_vectorization", "two_outputs_tabular"])
+@pytest.mark.parametrize("name", ["two_inputs", "text_vectorization", "two_outputs_tabular", "nested_mobilenetv2",
+                                  "bilstm_text", "gru_text", "custom_layer"])
 def test_a_session_loaded_like_tf_serving_returns_the_keras_outputs(name, keras3, tmp_path):
     """Restore and init ops on the load pool, then the signature by tensor name: Keras's outputs (to float32
     rounding: the session's graph optimiser may fuse ops differently from tf.function)."""
@@ -142,3 +143,16 @@ def test_a_bad_platform_config_is_named(tmp_path, text, message):
     with pytest.raises(TfdeployError, match=re.escape(message)) as info:
         read_session_bundle_config(tmp_path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["two_inputs", "gru_text"])
+def test_the_rehearsal_swaps_multi_input_and_recurrent_models(name, keras3, tmp_path):
+    """Requests are built from the served signature (several dtypes, token ids through a GRU's while loop)."""
+    entry = corpus.build(name, keras3)
+    model, data = corpus.save(entry, tmp_path)
+    v1, v2 = (export(ExportConfig(model, tmp_path / "base", warmup_data=data, **corpus.loading(entry))).version_dir
+              for _ in range(2))
+    report = rehearse_hot_swap(HotSwapConfig(v1, v2, steady_s=1.0, gap_s=0.5))
+    (run,) = report.runs
+    assert run.errors == [] and len(run.swaps) == 3 and run.summary.swap.requests > 0
+    assert Fix.WARMUP.value in run.fixes and run.warmup_calls > 0

@@ -1,5 +1,5 @@
 """LiteRT: int4 / int16x8 / per-layer recipes (flatbuffer contents, accuracy through LiteRT), the runtime
-fallback, and an --auto search that survives failing trials in fresh processes and goes per layer."""
+(never the deprecated tf.lite.Interpreter), and an --auto search that survives failing trials in fresh processes and goes per layer."""
 
 import json
 import sys
@@ -92,22 +92,19 @@ def test_bad_plans_fail_when_the_config_is_made(tmp_path):
         CompressConfig("m.keras", tmp_path, layer_plan="conv1")
 
 
-def test_no_deprecation_warning_and_the_fallback_says_so(keras3_all, monkeypatch):
+def test_litert_runs_the_files_and_its_absence_is_an_error_with_the_fix(keras3_all, monkeypatch):
     _, out, _ = keras3_all
     blob = (out / "tflite.tflite").read_bytes()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, runtime = backend.tflite_interpreter(blob)
+        interpreter, runtime = backend.tflite_interpreter(blob)
     assert runtime.startswith("LiteRT 2.") and not [w for w in caught if "deprecated" in str(w.message)]
+    assert type(interpreter).__module__.startswith("ai_edge_litert")
     litert._interpreter_class.cache_clear()
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # LiteRT cannot be imported
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            interpreter, runtime = backend.tflite_interpreter(blob)
-        assert runtime.startswith("tf.lite.Interpreter 2.21") and "deprecated fallback" in runtime
-        assert not [w for w in caught if "deprecated" in str(w.message)]
-        assert interpreter.get_signature_list()
+        with pytest.raises(TfdeployError, match=r"pip install ai-edge-litert==2\.3\.\*"):
+            backend.tflite_interpreter(blob)
     finally:
         litert._interpreter_class.cache_clear()
 

@@ -24,7 +24,7 @@ import warnings
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
-from tfdeploy.backend.imports import tf, version_of
+from tfdeploy.backend.imports import version_of
 
 # Ops whose second input is a constant weight tensor (possibly behind a DEQUANTIZE after quantization).
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "EMBEDDING_LOOKUP",
@@ -36,9 +36,11 @@ _KERNEL_SUFFIX = re.compile(r"/(convolution|depthwise|MatMul|Conv2D|BiasAdd|embe
 def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, str]:
     """A TFLite interpreter for a file or flatbuffer bytes, and the name of the runtime.
 
-    The runtime is LiteRT (``ai_edge_litert``, an install requirement). Only when it cannot be
-    imported does this fall back to TensorFlow's own interpreter (deprecated; its warning is
-    silenced here and the runtime name says it).
+    The runtime is LiteRT (``ai_edge_litert``, an install requirement); TensorFlow's own
+    interpreter is deprecated and never used.
+
+    Raises:
+        TfdeployError: If the source is not a TFLite flatbuffer, or LiteRT cannot be imported.
 
     Example:
         >>> interpreter, runtime = tflite_interpreter("model.tflite")   # doctest: +SKIP
@@ -53,18 +55,18 @@ def tflite_interpreter(source: Any, threads: int | None = None) -> tuple[Any, st
                             ".tflite file written by the TFLite converter. Received: path="
                             f"{'<bytes>' if isinstance(source, (bytes, bytearray)) else repr(str(source))}")
     interpreter_class, runtime = _interpreter_class()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite\.python\.interpreter")
-        return interpreter_class(model_content=blob, num_threads=threads), runtime
+    return interpreter_class(model_content=blob, num_threads=threads), runtime
 
 
 @functools.lru_cache(maxsize=None)
 def _interpreter_class() -> tuple[type, str]:
+    from tfdeploy.errors import TfdeployError
+
     try:
         from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:  # LiteRT missing or broken: TF's own (deprecated) interpreter still runs the file
-        return tf().lite.Interpreter, (f"tf.lite.Interpreter {tf().__version__} (deprecated fallback: "
-                                       f"ai_edge_litert unavailable: {exc})")
+    except ImportError as exc:
+        raise TfdeployError(f"The LiteRT runtime cannot be imported ({exc}); install it with "
+                            f"`pip install ai-edge-litert==2.3.*`. Received: module='ai_edge_litert.interpreter'") from exc
     return Interpreter, f"LiteRT {version_of('ai-edge-litert')}"
 
 

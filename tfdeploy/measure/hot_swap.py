@@ -41,7 +41,8 @@ from tfdeploy.model.loading import is_saved_model_dir
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Image, Report, Table, Text
 from tfdeploy.serving.config.options import JEMALLOC, ServedModel, ServingConfig
-from tfdeploy.serving.config.protos import platform_config, proto_text, read_session_bundle_config
+from tfdeploy.serving.config.protos import (platform_config, proto_text, read_session_bundle_config,
+                                            session_bundle_config_of)
 from tfdeploy.serving.warmup import has_warmup, read_warmup, replay_warmup, WARMUP_FILE
 
 CHILD_MODULE = "tfdeploy.measure.hot_swap"  # what each configuration's process runs
@@ -226,12 +227,7 @@ def _ablated(bundle: Any, fixes: Sequence[Fix]) -> Any:
 def _bundle_config(serving_config: str | os.PathLike | None) -> Any:
     if serving_config is not None:
         return read_session_bundle_config(serving_config)
-    adapter = next(iter(platform_config(ServingConfig([ServedModel("m", ".")], ".")).platform_configs.values()))
-    from tfdeploy.serving.schemas import load_schemas
-
-    unpacked = load_schemas().SavedModelBundleSourceAdapterConfig()
-    adapter.source_adapter_config.Unpack(unpacked)
-    return unpacked.legacy_config
+    return session_bundle_config_of(platform_config(ServingConfig([ServedModel("m", ".")], ".")))
 
 
 def _fixes_in(bundle: Any) -> list[Fix]:

@@ -103,13 +103,8 @@ def peak_rss_bytes(children: bool = False) -> int:
     by ``exec``), not ``ru_maxrss``, which a child started by ``fork``/``exec`` inherits from its
     parent on Linux.
     """
-    if not children:
-        try:
-            for line in open("/proc/self/status"):
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+    if not children and _status_bytes("VmHWM"):
+        return _status_bytes("VmHWM")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return int(usage.ru_maxrss) * 1024
 
@@ -121,9 +116,14 @@ def current_rss_bytes() -> int:
         >>> current_rss_bytes() > 0
         True
     """
+    return _status_bytes("VmRSS")
+
+
+def _status_bytes(field: str) -> int:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; 0 where it is missing."""
     try:
         for line in open("/proc/self/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -169,6 +169,16 @@ def read_session_bundle_config(path: str | os.PathLike) -> Any:
     if "tensorflow" not in platform.platform_configs:
         raise TfdeployError(f"The platform config has no 'tensorflow' platform (it has "
                             f"{sorted(platform.platform_configs)}). Received: path={str(file)!r}")
+    return session_bundle_config_of(platform)
+
+
+def session_bundle_config_of(platform: Any) -> Any:
+    """The ``SessionBundleConfig`` packed in a ``PlatformConfigMap``'s ``tensorflow`` platform.
+
+    Example:
+        >>> session_bundle_config_of(platform_config(config)).enable_model_warmup     # doctest: +SKIP
+        True
+    """
     adapter = load_schemas().SavedModelBundleSourceAdapterConfig()
     platform.platform_configs["tensorflow"].source_adapter_config.Unpack(adapter)
     return adapter.legacy_config
