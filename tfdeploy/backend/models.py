@@ -108,6 +108,35 @@ def progress_callback(keras: ModuleType, progress: Any, epochs: int, label: str 
     return _FitProgress()
 
 
+def epoch_callback(keras: ModuleType, on_epoch_end: Any) -> Any:
+    """A Keras callback (for ``keras``'s flavour) calling ``on_epoch_end(epoch, logs)`` after each epoch."""
+
+    class _EachEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            on_epoch_end(epoch, logs or {})
+
+    return _EachEpoch()
+
+
+def tensor_source(tensor: Any) -> tuple[Any, int, list[Any]]:
+    """The layer that made a symbolic Keras tensor (either Keras), which of its outputs it is, and that call's inputs.
+
+    Example:
+        >>> layer, index, inputs = tensor_source(model.outputs[0])      # doctest: +SKIP
+        >>> layer.name, index, len(inputs)
+        ('predictions', 0, 1)
+    """
+    layer, node_index, tensor_index = tensor._keras_history
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if node_index >= len(nodes):
+        return layer, tensor_index, []
+    node = nodes[node_index]
+    inputs = getattr(node, "keras_inputs", None)  # tf_keras
+    if inputs is None:
+        inputs = getattr(node, "input_tensors", None) or []  # Keras 3
+    return layer, tensor_index, list(inputs)
+
+
 def dtype_name(dtype: Any) -> str:
     """``tf.float32``/``"float32"``/``np.float32`` -> ``"float32"``; TF strings -> ``"string"``."""
     name = getattr(dtype, "name", None) or str(dtype)
@@ -227,14 +256,15 @@ def leaf_layers(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     for layer in getattr(model, "layers", []) or []:
         path = f"{prefix}{layer.name}"
-        if hasattr(layer, "layers") and getattr(layer, "layers", None) is not None and _is_model(layer):
+        if hasattr(layer, "layers") and getattr(layer, "layers", None) is not None and is_model(layer):
             found.extend(leaf_layers(layer, prefix=f"{path}/"))
         else:
             found.append((path, layer))
     return found
 
 
-def _is_model(layer: Any) -> bool:
+def is_model(layer: Any) -> bool:
+    """Whether ``layer`` is a model (of either Keras): a nested model inside another."""
     return isinstance(layer, (keras3().Model, tf_keras().Model))
 
 
@@ -247,7 +277,7 @@ def nested_models(model: Any) -> list[str]:
     """Names of models nested inside ``model`` (any depth)."""
     names = []
     for layer in getattr(model, "layers", []) or []:
-        if _is_model(layer):
+        if is_model(layer):
             names.append(layer.name)
             names.extend(f"{layer.name}/{inner}" for inner in nested_models(layer))
     return names

@@ -37,6 +37,19 @@ from tfdeploy.compression import AutoConfig, CompressConfig
                "file. Default: int4 with the most sensitive layers at int8.")
 @config_option(CompressConfig, "weight_algorithm", "--weight-algorithm",
                help="int4/int8 weight scales of the LiteRT-quantizer recipes.")
+@config_option(CompressConfig, "student", "--student", type=click.Path(path_type=Path), metavar="FILE",
+               help="distill: the student model (the teacher's inputs and outputs). Default: a narrower copy of "
+               "the model at --student-width.")
+@config_option(CompressConfig, "student_width", "--student-width", type=click.FloatRange(0, 1, min_open=True),
+               help="distill: width of the narrower copy (0.5: half the channels of every hidden layer).")
+@config_option(CompressConfig, "temperature", "--temperature", type=click.FloatRange(min=0, min_open=True),
+               help="distill: softening of the teacher's class scores.")
+@config_option(CompressConfig, "hard_label_weight", "--hard-label-weight", type=click.FloatRange(0, 1),
+               help="distill: weight of the labels next to the teacher's outputs.")
+@config_option(CompressConfig, "distill_epochs", "--distill-epochs", type=click.IntRange(min=1),
+               help="distill: epochs of training the student.")
+@config_option(CompressConfig, "distill_learning_rate", "--distill-learning-rate",
+               type=click.FloatRange(min=0, min_open=True), help="distill: initial rate (cosine decay).")
 @click.option("--auto", is_flag=True, help="Search for the best variant within --max-accuracy-drop.")
 @config_option(AutoConfig, "max_accuracy_drop", "--max-accuracy-drop", type=click.FloatRange(min=0),
                help="--auto budget: accuracy points (or percent with --relative-budget).")
@@ -52,6 +65,9 @@ from tfdeploy.compression import AutoConfig, CompressConfig
                help="--auto: trials at once (capped by cores and memory).")
 @config_option(AutoConfig, "trial_timeout_s", "--trial-timeout", type=click.FloatRange(min=0, min_open=True),
                help="--auto: seconds before a trial is killed and recorded as failed.")
+@config_option(AutoConfig, "student_widths", "--student-widths", to_cli=opt.comma_list("{:g}".format),
+               callback=opt.fraction_list, help="--auto --objective latency: widths of the distilled students tried "
+               "('' for none; with --student, that model instead).")
 @opt.negated_flag(AutoConfig, "isolate", "--in-process",
                   help="--auto: run trials in this process instead of one fresh process each.")
 @opt.output_name(CompressConfig)

@@ -317,6 +317,17 @@ def seconds_pair(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     return first, second
 
 
+def fraction_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    """``0.5,0.25`` -> (0.5, 0.25), each in (0, 1]; empty -> ()."""
+    try:
+        values = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated fractions like 0.5,0.25. Received: {value!r}") from None
+    if any(not 0 < v <= 1 for v in values):
+        raise click.BadParameter(f"each must be in (0, 1]. Received: {value!r}")
+    return values
+
+
 def excludes(other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A callback refusing this option together with option ``other`` (whichever the user gave second)."""
 
@@ -371,7 +382,8 @@ def select_tf_ops(source: Source, help: str) -> Decorator:
 def recipes(source: Source) -> Decorator:
     """``--recipe a,b``: recipes to run; choices from :class:`~tfdeploy.compression.Recipe`."""
     return config_option(source, "recipes", "--recipe", "recipes", callback=recipe_list,
-                         help="Comma-separated recipes: " + ", ".join(Recipe.choices()) + ".")
+                         help="Comma-separated recipes: " + ", ".join(Recipe.choices()) + "; chain them with + "
+                         "(distill+ptq-int8: quantize the distilled student).")
 
 
 def int8_granularity(source: Source, help: str | None = None) -> Decorator:

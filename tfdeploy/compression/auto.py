@@ -57,11 +57,27 @@ class Candidate:
         recipe: The compress recipe that makes it.
         expected_size: Expected gzip size as a fraction of the original's.
         expected_latency: Expected latency as a fraction of the original's.
+        student_width: For ``distill``: the width of the narrower student (``None``: the ``student`` file).
     """
 
     recipe: Recipe
     expected_size: float
     expected_latency: float
+    student_width: float | None = None
+
+    def trial(self) -> TrialSpec:
+        """What to run for this candidate."""
+        if self.recipe is Recipe.DISTILL:
+            return TrialSpec("distill", "distill" if self.student_width is None else f"w{self.student_width:g}-distill",
+                             self.student_width)
+        return TrialSpec("recipe", self.recipe.value)
+
+    @property
+    def summary(self) -> str:
+        if self.recipe is Recipe.DISTILL:
+            student = "the --student model" if self.student_width is None else f"a copy at width {self.student_width:g}"
+            return f"knowledge distillation into {student}, then float and int8 TFLite"
+        return self.recipe.spec.summary
 
 
 # From the registry, in order of expected gain (the hints were measured on the built-in example, docs/benchmarks.md).
@@ -69,6 +85,24 @@ CANDIDATES: tuple[Candidate, ...] = tuple(
     Candidate(Recipe(spec.name), spec.auto.expected_size, spec.auto.expected_latency)  # type: ignore[union-attr]
     for spec in REGISTRY.candidates())
 AUTO_REPORTS = ("auto_report.json", "auto_report.md", "auto_pareto.png")
+STUDENT_WIDTHS = (0.5, 0.25)
+
+
+def distill_candidates(widths: Sequence[float], student_file: bool) -> list[Candidate]:
+    """Distilled students to try with ``--objective latency``: the ``student`` file, else one per width.
+
+    A student of width ``w`` has about ``w²`` of the compute; its int8 version is expected at
+    ``w²`` of ``ptq-int8``'s latency and size. They are tried last: each trains a new model.
+
+    Example:
+        >>> [c.student_width for c in distill_candidates((0.5, 0.25), student_file=False)]
+        [0.5, 0.25]
+    """
+    int8 = Recipe.PTQ_INT8.spec.auto
+    assert int8 is not None
+    scales = [1.0] if student_file else [w * w for w in widths]
+    return [Candidate(Recipe.DISTILL, int8.expected_size * scale, int8.expected_latency * scale,
+                      None if student_file else width) for width, scale in zip(widths or [None], scales)]
 
 
 @dataclasses.dataclass
@@ -85,6 +119,8 @@ class AutoReport(Report):
     chosen_path: str
     stopped_because: str
     pareto: list[str] = dataclasses.field(default_factory=list)
+    verdicts: dict[str, str] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
     jobs: str = "1"
     isolation: str = ""
     wall_seconds: float | None = None
@@ -110,6 +146,9 @@ class AutoReport(Report):
             Table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms",
                                 "peak RSS", "time s")),
             *map(Text, notes),
+            Heading("Why each candidate was chosen or rejected"),
+            Table(list(self.verdicts.items()), header=("candidate", "verdict")),
+            *map(Text, self.notes),
             Text(f"trials: {self.isolation}; jobs {self.jobs}; search peak RSS {format_bytes(self.peak_rss_bytes)}; "
                  f"wall {self.wall_seconds or 0:.1f} s" + (f"; latency measured in {'; '.join(runtimes)}"
                                                            if runtimes else "")),
@@ -135,6 +174,9 @@ class AutoConfig:
         jobs: Trials run at once, capped by the machine's cores and available memory.
         isolate: Run each trial in a fresh process (``False``: in this one, sharing the loaded model).
         trial_timeout_s: A trial still running after this many seconds is killed and recorded as failed.
+        student_widths: With ``objective=latency``, distilled students of these widths (or the
+            ``compress.student`` file) are candidates too, with their float and int8 TFLite versions
+            (empty: none).
     """
 
     compress: CompressConfig
@@ -148,6 +190,7 @@ class AutoConfig:
     jobs: int = 1
     isolate: bool = True
     trial_timeout_s: float = 3600.0
+    student_widths: Sequence[float] = STUDENT_WIDTHS
 
 
 def _score(trial_or_variant: Any, objective: Objective) -> float:
@@ -176,7 +219,9 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     previous = [*out_dir.glob("auto-*"), *(out_dir / name for name in AUTO_REPORTS)] if out_dir.is_dir() else []
     refuse_existing(previous, config.compress.overwrite)
     trials_config = dataclasses.replace(config.compress, out_dir=out_dir / "trials", overwrite=True)
-    session = CompressionSession(trials_config, recipes=[c.recipe for c in config.candidates])
+    candidates, notes = _candidates(config)
+    config = dataclasses.replace(config, candidates=candidates)
+    session = CompressionSession(trials_config, recipes=[c.recipe for c in candidates])
     if session.base_accuracy is None:
         raise TfdeployError("--auto needs labels: the data has no y/y_val (or the model is not a classifier). "
                             f"Received: data={session.data.source!r}")
@@ -192,8 +237,23 @@ def auto_compress(config: AutoConfig) -> AutoReport:
                         budget_points=budget,
                         original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
                         stopped_because=stopped if best else "no candidate met the budget: the original stays",
-                        jobs=jobs_text, isolation=isolation)
+                        jobs=jobs_text, isolation=isolation, notes=notes,
+                        verdicts=verdicts(trials, best, budget, config.objective))
     return _write_reports(report, session, config, out_dir, started)
+
+
+def _candidates(config: AutoConfig) -> tuple[list[Candidate], list[str]]:
+    """The candidates to try, distilled students included when they can pay off; and notes on that choice."""
+    candidates = list(config.candidates)
+    if any(c.recipe is Recipe.DISTILL for c in candidates):
+        return candidates, []
+    student_file = config.compress.student is not None
+    if config.objective is not Objective.LATENCY:
+        return candidates, ["distilled students were not tried: they cut compute, and are candidates with "
+                            "--objective latency (quantization already gives the smallest files)"]
+    if not config.student_widths and not student_file:
+        return candidates, ["distilled students were not tried: no --student-widths"]
+    return candidates + distill_candidates(config.student_widths, student_file), []
 
 
 def _check(config: AutoConfig) -> None:
@@ -201,6 +261,9 @@ def _check(config: AutoConfig) -> None:
         raise TfdeployError(f"The accuracy budget cannot be negative. Received: max_accuracy_drop={config.max_accuracy_drop}")
     if config.jobs < 1:
         raise TfdeployError(f"jobs must be at least 1. Received: jobs={config.jobs}")
+    if any(not 0 < w <= 1 for w in config.student_widths):
+        raise TfdeployError(f"Student widths are fractions of the model's, in (0, 1]. "
+                            f"Received: student_widths={list(config.student_widths)}")
     if config.compress.data is None:
         raise TfdeployError("--auto needs labelled validation data to measure accuracy: pass --data with y (and "
                             "x_val/y_val) or an image directory. Received: data=None")
@@ -324,8 +387,9 @@ def _search(config: AutoConfig, session: CompressionSession, runner: Runner, job
                         stopped = reason
                         pending.clear()
                         break
-                    spec, started = TrialSpec("recipe", pending.popleft().recipe.value), started + 1
-                    say(f"[trial {started}] {spec.name}: {Recipe(spec.name).spec.summary}")
+                    candidate = pending.popleft()
+                    spec, started = candidate.trial(), started + 1
+                    say(f"[trial {started}] {spec.name}: {candidate.summary}")
                 running[pool.submit(runner, spec)] = spec
             if not running:
                 break
@@ -343,6 +407,30 @@ def _search(config: AutoConfig, session: CompressionSession, runner: Runner, job
 def _best(trials: Sequence[Trial | None], objective: Objective) -> Trial | None:
     passed = [t for t in trials if t is not None and t.passed]
     return min(passed, key=lambda t: _score(t, objective)) if passed else None
+
+
+def verdicts(trials: Sequence[Trial], best: Trial | None, budget: float, objective: Objective) -> dict[str, str]:
+    """Why each trial was chosen or rejected, by name.
+
+    Example:
+        >>> rows = [Trial("a", 100, 0.90, 0.5, 2.0, True, 1.0), Trial("b", 50, 0.80, 10.5, 1.0, False, 1.0)]
+        >>> verdicts(rows, rows[0], 1.0, Objective.LATENCY)["b"]
+        'rejected: drops 10.50 points, over the 1-point budget'
+    """
+    unit, what = ("ms", "latency") if objective is Objective.LATENCY else ("bytes gzip", "size")
+    out = {}
+    for trial in trials:
+        if trial.error:
+            out[trial.name] = f"rejected: could not be made ({trial.error[:120]})"
+        elif not trial.passed:
+            out[trial.name] = f"rejected: drops {trial.drop_points:.2f} points, over the {budget:g}-point budget"
+        elif trial is best:
+            out[trial.name] = (f"chosen: the lowest {what} within the budget ({_score(trial, objective):g} {unit}; "
+                               f"drops {trial.drop_points:.2f} points)")
+        else:
+            out[trial.name] = (f"rejected: within the budget, but {what} {_score(trial, objective):g} {unit} against "
+                               f"{_score(best, objective):g} {unit} for {best.name}" if best else "rejected")
+    return out
 
 
 def _say_rows(say: Callable[[str], None], rows: Sequence[Trial]) -> None:

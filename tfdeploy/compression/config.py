@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from tfdeploy.compression.litert_quantization import LayerPlan, WeightAlgorithm
 from tfdeploy.compression.recipes import Recipe
-from tfdeploy.compression.registry import OutputKind
+from tfdeploy.compression.registry import CHAIN, OutputKind
 from tfdeploy.compression.tflite import Int8Granularity, IoDtype
 from tfdeploy.errors import TfdeployError
 from tfdeploy.model.data import Dataset
@@ -49,6 +49,13 @@ class CompressConfig:
             ``.json`` file or a :class:`~tfdeploy.compression.litert_quantization.LayerPlan`
             (``None``: int4 with the most int4-sensitive layers at int8).
         weight_algorithm: How int4/int8 weight scales of the LiteRT-quantizer recipes are chosen.
+        student: ``distill``'s student: a Keras model file taking the teacher's inputs and giving
+            its outputs (``None``: a narrower copy of the teacher at ``student_width``).
+        student_width: Width of the narrower copy, as a fraction of the teacher's (0.5: half the channels).
+        temperature: ``distill``: how much the teacher's class scores are softened (1: not at all).
+        hard_label_weight: ``distill``: weight of the labels next to the teacher (0: teacher only).
+        distill_epochs: ``distill``: epochs of training the student.
+        distill_learning_rate: ``distill``: Adam's initial rate, decayed along a cosine.
         select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         latency_repeats: Timed single-example calls per variant.
         seed: Seed for sampling calibration/synthetic inputs.
@@ -74,6 +81,12 @@ class CompressConfig:
     int8_granularity: Int8Granularity = Int8Granularity.PER_CHANNEL
     layer_plan: str | os.PathLike | Mapping[str, Any] | LayerPlan | None = None
     weight_algorithm: WeightAlgorithm = WeightAlgorithm.OCTAV
+    student: str | os.PathLike | None = None
+    student_width: float = 0.5
+    temperature: float = 4.0
+    hard_label_weight: float = 0.1
+    distill_epochs: int = 10
+    distill_learning_rate: float = 2e-3
     select_tf_ops: bool = False
     latency_repeats: int = 50
     seed: int = 0
@@ -98,7 +111,15 @@ class CompressConfig:
             raise TfdeployError(f"prune_structure supports '2:4'. Received: prune_structure={self.prune_structure!r}")
         if self.clusters < 2:
             raise TfdeployError(f"clusters must be at least 2. Received: clusters={self.clusters}")
-        for name in ("epochs", "batch_size", "calibration_samples", "latency_repeats"):
+        if not 0.0 < self.student_width <= 1.0:
+            raise TfdeployError(f"student_width is a fraction of the teacher's width, in (0, 1]. "
+                                f"Received: student_width={self.student_width}")
+        if self.temperature <= 0 or not 0.0 <= self.hard_label_weight <= 1.0:
+            raise TfdeployError(f"temperature must be positive and hard_label_weight in [0, 1]. Received: "
+                                f"temperature={self.temperature}, hard_label_weight={self.hard_label_weight}")
+        if self.student is not None and not Path(self.student).exists():
+            raise TfdeployError(f"The student model file does not exist. Received: student={str(self.student)!r}")
+        for name in ("epochs", "batch_size", "calibration_samples", "latency_repeats", "distill_epochs"):
             if getattr(self, name) < 1:
                 raise TfdeployError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
 
@@ -112,8 +133,16 @@ def planned_outputs(config: CompressConfig) -> list[Path]:
     """Every file :func:`compress` writes for ``config`` (artifacts and reports), known before loading."""
     out, fmt = Path(config.out_dir), ModelFormat.of_path(Path(config.model))
     suffix = fmt.value if fmt in (ModelFormat.KERAS, ModelFormat.H5) else ".keras"
-    files = [out / f"{r.value}{suffix if r.spec.output is OutputKind.KERAS else r.spec.output.value}" for r in config.recipes]
+    made = dict.fromkeys(name for r in config.recipes for name in _made_by(r.value))  # a chain writes each step's
+    kinds = {name: Recipe.parse_list(name)[0].spec.output for name in made}
+    files = [out / f"{name}{suffix if kinds[name] is OutputKind.KERAS else kinds[name].value}" for name in made]
     return files + [out / name for name in REPORT_FILES]
+
+
+def _made_by(name: str) -> list[str]:
+    """Names of the artifacts a recipe or chain writes: ``a+b+c`` -> ``a``, ``a+b``, ``a+b+c``."""
+    steps = name.split(CHAIN)
+    return [CHAIN.join(steps[:i]) for i in range(1, len(steps) + 1)]
 
 
 def refuse_existing_outputs(config: CompressConfig) -> None:

@@ -31,7 +31,7 @@ class Target:
 
     output: str
     values: np.ndarray
-    loss: str
+    loss: Any  # one of the names above, or a loss function (y_true, y_pred) -> per-sample loss
     from_logits: bool = False
     source: str = "labels"  # or "original model"
 
@@ -45,6 +45,7 @@ class FitOptions:
             statistics (QAT: small batches of a data subset would otherwise move the statistics the
             quantizers' ranges are learned on). Pruning keeps them training: they re-centre the
             activations the removed weights changed.
+        cosine_decay: Decay the learning rate to 0 along a cosine over the run (training from scratch).
     """
 
     epochs: int = 2
@@ -52,6 +53,7 @@ class FitOptions:
     learning_rate: float = 5e-4
     seed: int = 0
     freeze_batch_norm: bool = False
+    cosine_decay: bool = False
 
 
 def produces_probabilities(info: TensorInfo, values: np.ndarray) -> bool:
@@ -92,6 +94,8 @@ def training_targets(io: ModelIO, labels: Mapping[str, np.ndarray] | None, teach
 
 
 def _loss(keras: Any, target: Target) -> Any:
+    if callable(target.loss):
+        return target.loss
     losses = keras.losses
     if target.loss == SPARSE_CE:
         return losses.SparseCategoricalCrossentropy(from_logits=target.from_logits)
@@ -135,7 +139,11 @@ def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, c
         layer.trainable = False
     try:
         view = trainable_view(model)
-        view.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=[_loss(keras, t) for t in targets])
+        rate: Any = options.learning_rate
+        if options.cosine_decay:
+            steps = steps_per_epoch(batch_size(x), options.batch_size) * options.epochs
+            rate = keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=steps)
+        view.compile(optimizer=keras.optimizers.Adam(rate), loss=[_loss(keras, t) for t in targets])
         callbacks = list(callbacks)
         if progress is not None:
             callbacks.append(backend.progress_callback(keras, as_progress(progress), options.epochs, label))

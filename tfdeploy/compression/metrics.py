@@ -77,7 +77,7 @@ class Evaluator:
             gzip_bytes=size.gzip_bytes, raw_ratio=size.raw_bytes / size0.raw_bytes,
             gzip_ratio=size.gzip_bytes / size0.gzip_bytes, params=count_params(model if model is not None else params_model),
             sparsity=sparsity, sparsity_by_layer_type=by_type, seconds=seconds, notes=list(artifact.notes),
-            layers=dict(artifact.layers))
+            layers=dict(artifact.layers), training=list(artifact.training))
         if artifact.predictor is not None:
             self._measure_outputs(report, artifact.predictor)
         return report
@@ -90,7 +90,7 @@ class Evaluator:
         report.agreement = self.agreement_of(outputs)
         report.max_abs_diff_by_output = {
             k: float(np.max(np.abs(outputs[k].astype(np.float64) - self.reference[k].astype(np.float64))))
-            for k in self.io.output_names}
+            for k in self.io.output_names if k in outputs}  # a distilled student may serve one output
         report.max_abs_diff = max(report.max_abs_diff_by_output.values())
         report.latency_ms = median_latency_ms(predictor, self.x_eval, repeats=self.latency_repeats)
         report.runtime = predictor.runtime

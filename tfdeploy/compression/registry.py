@@ -58,13 +58,15 @@ class AutoHint:
 
 @dataclasses.dataclass
 class Artifact:
-    """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes, per-layer precisions."""
+    """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes, per-layer precisions
+    and, for a recipe that trains a new model, its scores by epoch."""
 
     path: Path
     predictor: Predictor | None
     sparsity_model: Any = None
     notes: list[str] = dataclasses.field(default_factory=list)
     layers: dict[str, str] = dataclasses.field(default_factory=dict)
+    training: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 RecipeFunction = Callable[["CompressionSession", Any], Artifact]
@@ -163,6 +165,64 @@ class RecipeRegistry:
         return "\n".join(rows) + "\n"
 
 
+CHAIN = "+"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeChain:
+    """Recipes applied in turn, each to the model the previous one made: ``distill+ptq-int8``.
+
+    Every step but the last makes a Keras model; the chain's artifact is the last step's, named
+    after the whole chain (``distill+ptq-int8.tflite``) and measured against the original model.
+    A step made for one chain is reused by the others of the same run.
+
+    Example:
+        >>> from tfdeploy.compression.recipes import Recipe
+        >>> chain = Recipe.parse_list("distill+ptq-int8")[0]
+        >>> chain.value, chain.spec.output.value, chain.spec.needs_data
+        ('distill+ptq-int8', '.tflite', True)
+    """
+
+    steps: tuple[Any, ...]
+
+    @property
+    def value(self) -> str:
+        return CHAIN.join(step.value for step in self.steps)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def spec(self) -> RecipeSpec:
+        specs = [step.spec for step in self.steps]
+        return RecipeSpec(self.value, ", then ".join(s.summary for s in specs), specs[-1].output, run=_run_chain,
+                          needs_data=any(s.needs_data for s in specs), needs_labels=any(s.needs_labels for s in specs),
+                          trains=any(s.trains for s in specs), tf_keras=any(s.tf_keras for s in specs))
+
+    @classmethod
+    def parse(cls, text: str, step: Callable[[str], Any]) -> RecipeChain:
+        """``"distill+ptq-int8"`` with each name parsed by ``step``; only Keras-making steps can be followed."""
+        steps = tuple(step(name.strip()) for name in text.split(CHAIN))
+        for made in steps[:-1]:
+            if made.spec.output is not OutputKind.KERAS:
+                keras_makers = ", ".join(s.name for s in _keras_makers(made))
+                raise TfdeployError(f"Recipe {made.value!r} makes a {made.spec.output.value} file, and only a recipe "
+                                    f"that makes a Keras model ({keras_makers}) can be followed by another. "
+                                    f"Received: recipe={text!r}")
+        return cls(steps)
+
+
+def _keras_makers(recipe: Any) -> list[RecipeSpec]:
+    return [member.spec for member in type(recipe) if member.spec.output is OutputKind.KERAS]
+
+
+def _run_chain(session: CompressionSession, chain: RecipeChain) -> Artifact:
+    head, rest = chain.steps[0], chain.steps[1:]
+    made = session.artifact_of(head)
+    following = rest[0] if len(rest) == 1 else RecipeChain(rest)
+    return following.spec.run(session.derive(made.path, head.value), following)
+
+
 class RecipeEnum(str, enum.Enum):
     """Base of :class:`~tfdeploy.compression.recipes.Recipe`, whose members come from the registry."""
 
@@ -175,12 +235,12 @@ class RecipeEnum(str, enum.Enum):
 
     @classmethod
     def choices(cls) -> list[str]:
-        """Names accepted by ``--recipe`` (plus ``all``)."""
+        """Names accepted by ``--recipe`` (plus ``all``; chains such as ``distill+ptq-int8`` too)."""
         return [r.value for r in cls] + ["all"]
 
     @classmethod
     def parse_list(cls, text: str) -> list[Any]:
-        """Parses ``"prune,qat"`` or ``"all"`` into recipes, keeping order and dropping repeats.
+        """Parses ``"prune,qat"``, ``"all"`` or chains (``"distill+ptq-int8"``), keeping order and dropping repeats.
 
         Example:
             >>> from tfdeploy.compression.recipes import Recipe
@@ -192,14 +252,16 @@ class RecipeEnum(str, enum.Enum):
             raise TfdeployError(f"No recipe given; choose from {', '.join(cls.choices())}. Received: recipe={text!r}")
         if "all" in names:
             return list(cls)
+        def one(name: str) -> Any:
+            try:
+                return cls(name)
+            except ValueError:
+                raise TfdeployError(f"Unknown recipe {name!r}; choose from {', '.join(cls.choices())} (or chain them "
+                                    f"with {CHAIN}, e.g. distill{CHAIN}ptq-int8). Received: recipe={text!r}") from None
+
         recipes: list[Any] = []
         for name in names:
-            try:
-                recipe = cls(name)
-            except ValueError:
-                raise TfdeployError(
-                    f"Unknown recipe {name!r}; choose from {', '.join(cls.choices())}. Received: recipe={text!r}"
-                ) from None
+            recipe = RecipeChain.parse(name, one) if CHAIN in name else one(name)
             if recipe not in recipes:
                 recipes.append(recipe)
         return recipes

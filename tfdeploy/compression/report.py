@@ -37,6 +37,7 @@ class VariantReport(Report):
     latency_ms: float | None = None
     runtime: str | None = None
     layers: dict[str, str] = dataclasses.field(default_factory=dict)
+    training: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     seconds: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     status: str = "ok"
@@ -108,7 +109,7 @@ class CompressionReport(Report):
         plots = [Image(path, "size vs accuracy per variant") for path in self.files if path.endswith(".png")]
         return [Heading("Compression report", level=1, in_text=False), Text(self.heading()),
                 Table(self.table_rows(), header=self.HEADER), Text(self.LEGEND, in_text=False), *plots, *notes,
-                *self.runtime_blocks(), *self.layer_blocks()]
+                *self.runtime_blocks(), *self.layer_blocks(), *self.training_blocks()]
 
     def runtime_blocks(self) -> list[Block]:
         by_runtime: dict[str, list[str]] = {}
@@ -125,6 +126,19 @@ class CompressionReport(Report):
             if v.layers:
                 blocks += [Heading(f"{v.name}: weights per layer", level=2, in_text=False),
                            Table(list(v.layers.items()), header=("layer", "weights"), in_text=False)]
+        return blocks
+
+    def training_blocks(self) -> list[Block]:
+        """The student against the original after each epoch of the variants that trained one (``distill``)."""
+        blocks: list[Block] = []
+        for v in self.variants:
+            if v.training:
+                rows = [(s["epoch"], None if s["agreement"] is None else round(100 * s["agreement"], 1),
+                         None if s["accuracy"] is None else round(100 * s["accuracy"], 1), s["mean_abs_diff"])
+                        for s in v.training]
+                blocks += [Heading(f"{v.name}: the student by epoch (validation; epoch 0 is untrained)", level=2,
+                                   in_text=False),
+                           Table(rows, header=("epoch", "agreement %", "accuracy %", "mean |diff|"), in_text=False)]
         return blocks
 
     LEGEND = ("Ratios are against the original file. Accuracy drop is in points (original − variant). Agreement is "

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 import traceback
 from pathlib import Path
@@ -28,12 +30,13 @@ import numpy as np
 
 from tfdeploy import backend, faults
 from tfdeploy.backend import KerasFlavour
-from tfdeploy.compression import bridge
+from tfdeploy.compression import bridge, students
 from tfdeploy.compression.config import REPORT_FILES, CompressConfig, keras_suffix, refuse_existing_outputs
 from tfdeploy.compression.finetune import FitOptions, Trainer
 from tfdeploy.compression.metrics import Evaluator
 from tfdeploy.compression.recipes import REGISTRY, Recipe
-from tfdeploy.compression.registry import Artifact
+from tfdeploy.compression.recipes.distill import distilled_io
+from tfdeploy.compression.registry import CHAIN, Artifact
 from tfdeploy.compression.report import CompressionReport, VariantReport, write_chart
 from tfdeploy.compression.tflite import FLEX_NOTE, Conversion, Converter, TfliteMode
 from tfdeploy.errors import TfdeployError
@@ -64,10 +67,12 @@ class CompressionSession:
         self.loaded = load_model(config.model, custom_objects=config.custom_objects, safe_mode=config.safe_mode)
         self.io: ModelIO = backend.model_io(self.loaded.model)
         self.data = self._read_data(recipes)
+        self._check_student(recipes)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keras_suffix = keras_suffix(self.loaded)
         self._stages: dict[str, Any] = {}
         self._bridge: bridge.BridgeResult | None = None
+        self.prefix = ""  # "distill+" in the session of a chain's later steps
         self.converter = Converter(self.io, config.io_dtype, config.int8_granularity, config.select_tf_ops, self.progress)
         original = self.original_predictor()
         self.trainer = None if self.data is None else Trainer(
@@ -91,6 +96,12 @@ class CompressionSession:
                 require_two_classes(data, self.io)
             data.warnings += _scale_warnings(data, self.loaded.model, self.io)
         return data
+
+    def _check_student(self, recipes: Sequence[Recipe]) -> None:
+        """A ``student`` file that does not fit the model is refused before any recipe runs."""
+        if self.config.student is not None and any("distill" in r.value.split(CHAIN) for r in recipes):
+            students.from_file(self.config.student, distilled_io(self), self.config.custom_objects,
+                               self.config.safe_mode)
 
     def _evaluator(self, original: Predictor) -> Evaluator:
         data = self.data
@@ -124,11 +135,12 @@ class CompressionSession:
 
     def run_recipe(self, recipe: Recipe, label: str = "") -> VariantReport:
         """Runs one recipe, writes its artifact and measures it; a recipe that fails is reported as failed."""
-        self.progress(f"{label}{recipe.value}: {recipe.spec.summary}")
+        name = self.name_of(recipe)
+        self.progress(f"{label}{name}: {recipe.spec.summary}")
         start = time.perf_counter()
         try:
-            artifact = recipe.spec.run(self, recipe)
-            return self.measure(recipe.value, artifact, time.perf_counter() - start)
+            artifact = self.artifact_of(recipe)
+            return self.measure(name, artifact, time.perf_counter() - start)
         except TfdeployError as exc:
             error, detail = str(exc), None
         except Exception as exc:  # the recipe boundary: TF/Keras/TFMOT errors fail this recipe only
@@ -136,8 +148,8 @@ class CompressionSession:
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             error, detail = f"{type(exc).__name__}: {first}", traceback.format_exc()
-        self.progress(f"  {recipe.value} FAILED: {error}")
-        return VariantReport(name=recipe.value, path=None, format=recipe.spec.output.value, status="failed",
+        self.progress(f"  {name} FAILED: {error}")
+        return VariantReport(name=name, path=None, format=recipe.spec.output.value, status="failed",
                              error=error, seconds=time.perf_counter() - start, notes=[detail] if detail else [])
 
     def finish(self, variants: list[VariantReport]) -> CompressionReport:
@@ -186,6 +198,41 @@ class CompressionSession:
             self._stages[name] = build()
         return self._stages[name]
 
+    def artifact_of(self, recipe: Recipe) -> Artifact:
+        """What ``recipe`` makes (made once: ``distill`` and ``distill+ptq-int8`` share one student)."""
+        return self.stage(f"artifact:{recipe.value}", lambda: recipe.spec.run(self, recipe))
+
+    def variant(self, prefix: str, **changes: Any) -> CompressionSession:
+        """This session with other recipe options (``changes`` to its config), artifacts named ``prefix`` + recipe.
+
+        ``--auto`` tries students of several widths this way (``w0.5-distill``, ``w0.25-distill+ptq-int8``).
+        """
+        other = copy.copy(self)
+        other.config = dataclasses.replace(self.config, **changes) if changes else self.config
+        other.prefix, other._stages, other._bridge = prefix, {}, None
+        return other
+
+    def derive(self, model_path: Path, step: str) -> CompressionSession:
+        """A session on the model a chain's step made, measured against this session's original.
+
+        It shares the data, the evaluator (the original's reference outputs) and the fine-tuning
+        teacher; its artifacts are named after the chain (``distill+ptq-int8.tflite``).
+        """
+        derived = self.variant(f"{self.prefix}{step}{CHAIN}")
+        derived.loaded = load_model(model_path, custom_objects=self.config.custom_objects,
+                                    safe_mode=self.config.safe_mode)
+        derived.io = backend.model_io(derived.loaded.model)
+        derived.converter = Converter(derived.io, self.config.io_dtype, self.config.int8_granularity,
+                                      self.config.select_tf_ops, self.progress)
+        if self.trainer is not None:
+            derived.trainer = copy.copy(self.trainer)
+            derived.trainer.io = derived.io
+        return derived
+
+    def name_of(self, recipe: Recipe) -> str:
+        """The artifact's name: the recipe's, after the chain steps that made this session's model."""
+        return f"{self.prefix}{recipe.value}"
+
     def float_conversion(self) -> Conversion:
         """The float32 TFLite conversion of the original (made once: ``tflite`` and the LiteRT recipes share it)."""
         return self.stage("tflite-float32", lambda: self.converter.convert(self.loaded.model, TfliteMode.FLOAT32))
@@ -196,7 +243,7 @@ class CompressionSession:
         return self.data.calibration(self.config.calibration_samples, seed=self.config.seed)
 
     def target(self, recipe: Recipe, suffix: str) -> Path:
-        path = self.out_dir / f"{recipe.value}{suffix}"
+        path = self.out_dir / f"{self.name_of(recipe)}{suffix}"
         ensure_writable(path, self.config.overwrite)
         return path
 
@@ -211,7 +258,7 @@ class CompressionSession:
         if conversion.flex_ops:
             notes.append(FLEX_NOTE.format(ops=", ".join(conversion.flex_ops)))
             return Artifact(path, None, sparsity_model, notes)
-        return Artifact(path, tflite_predictor(conversion.blob, recipe.value), sparsity_model, notes)
+        return Artifact(path, tflite_predictor(conversion.blob, self.name_of(recipe)), sparsity_model, notes)
 
     def had_optimizer_state(self) -> bool:
         return has_optimizer_state(self.loaded.path)

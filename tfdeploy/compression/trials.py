@@ -54,10 +54,15 @@ FOLLOW_UPS = {Recipe.PTQ_INT8.value: "int8-float-layers", Recipe.PTQ_INT4_WEIGHT
 
 @dataclasses.dataclass(frozen=True)
 class TrialSpec:
-    """What one trial tries: ``kind`` is ``recipe`` (``name`` is a recipe) or a per-layer search kind."""
+    """What one trial tries: ``kind`` is ``recipe`` (``name`` is a recipe), ``distill`` (a student of
+    ``width``, or the ``student`` file without one) or a per-layer search kind."""
 
     kind: str
     name: str
+    width: float | None = None
+
+
+DISTILLED = "distill,distill+tflite,distill+ptq-int8"  # a student, then its float and int8 TFLite versions
 
 
 @dataclasses.dataclass
@@ -102,10 +107,28 @@ def run_trial(session: CompressionSession, spec: TrialSpec, budget_points: float
         began = time.perf_counter()
         variant = session.run_recipe(Recipe(spec.name))
         return [trial_of(variant, base, budget_points, time.perf_counter() - began)]
+    if spec.kind == "distill":
+        return distilled_student(session, spec, base, budget_points)
     searches = {"int8-float-layers": int8_float_layers, "int4-layers": int4_layers}
     if spec.kind not in searches:
-        raise TfdeployError(f"Unknown trial kind; use recipe, {', '.join(searches)}. Received: kind={spec.kind!r}")
+        raise TfdeployError(f"Unknown trial kind; use recipe, distill, {', '.join(searches)}. "
+                            f"Received: kind={spec.kind!r}")
     return searches[spec.kind](session, base, budget_points)
+
+
+def distilled_student(session: CompressionSession, spec: TrialSpec, base: float, budget_points: float) -> list[Trial]:
+    """A distilled student and its float32 and int8 TFLite versions, one row each (named ``spec.name``, ``+tflite``...)."""
+    prefix = spec.name[:-len("distill")]
+    changes = {} if spec.width is None else {"student": None, "student_width": spec.width}
+    student = session.variant(prefix, **changes)
+    rows = []
+    for recipe in Recipe.parse_list(DISTILLED):
+        began = time.perf_counter()
+        variant = student.run_recipe(recipe)
+        rows.append(trial_of(variant, base, budget_points, time.perf_counter() - began))
+        if variant.failed and recipe is Recipe.DISTILL:  # its TFLite versions would fail the same way
+            break
+    return rows
 
 
 # --- int8 with the worst tensors in float (TFLite quantization debugger) --------------------------

@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from tfdeploy.compression.recipes import cluster, cluster_int8, litert_quantizer, post_training, prune, qat, strip
+from tfdeploy.compression.recipes import (cluster, cluster_int8, distill, litert_quantizer, post_training, prune, qat,
+                                         strip)
 from tfdeploy.compression.registry import RecipeRegistry, recipe_enum
 
 REGISTRY = RecipeRegistry([
@@ -32,6 +33,7 @@ REGISTRY = RecipeRegistry([
     litert_quantizer.PTQ_INT4_WEIGHTS,
     litert_quantizer.PTQ_INT16X8,
     litert_quantizer.PTQ_MIXED,
+    distill.DISTILL,
 ])
 
 Recipe = recipe_enum(REGISTRY)
