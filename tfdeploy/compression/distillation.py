@@ -31,6 +31,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.compression.finetune import FitOptions, Target, fit, produces_probabilities
 from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, take
+from tfdeploy.measure.predictors import keras_predictor
 from tfdeploy.progress import as_progress
 
 NO_LABEL = -1.0
@@ -226,7 +227,6 @@ def distill(student: Any, teacher_io: ModelIO, teacher_outputs: Arrays, x: Array
 
 def scorer(evaluator: Any, outputs: Sequence[str]) -> Callable[[Any], EpochScore]:
     """Scores a student on the evaluator's inputs: top-1 agreement with the teacher, accuracy, mean abs difference."""
-    from tfdeploy.measure.predictors import keras_predictor
 
     def score(model: Any) -> EpochScore:
         predicted = keras_predictor(model, "student").predict(evaluator.x_eval)
