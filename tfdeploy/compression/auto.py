@@ -100,9 +100,9 @@ def distill_candidates(widths: Sequence[float], student_file: bool) -> list[Cand
     """
     int8 = Recipe.PTQ_INT8.spec.auto
     assert int8 is not None
-    scales = [1.0] if student_file else [w * w for w in widths]
-    return [Candidate(Recipe.DISTILL, int8.expected_size * scale, int8.expected_latency * scale,
-                      None if student_file else width) for width, scale in zip(widths or [None], scales)]
+    if student_file:
+        return [Candidate(Recipe.DISTILL, int8.expected_size, int8.expected_latency)]
+    return [Candidate(Recipe.DISTILL, int8.expected_size * w * w, int8.expected_latency * w * w, w) for w in widths]
 
 
 @dataclasses.dataclass

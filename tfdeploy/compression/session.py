@@ -99,7 +99,8 @@ class CompressionSession:
 
     def _check_student(self, recipes: Sequence[Recipe]) -> None:
         """A ``student`` file that does not fit the model is refused before any recipe runs."""
-        if self.config.student is not None and any("distill" in r.value.split(CHAIN) for r in recipes):
+        if self.config.student is not None and any(Recipe.DISTILL.value in r.value.split(CHAIN)
+                                                  for r in recipes):
             students.from_file(self.config.student, distilled_io(self), self.config.custom_objects,
                                self.config.safe_mode)
 
