@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tfdeploy import backend
-from tfdeploy.compression.finetune import FitOptions, Target, fit, produces_probabilities
+from tfdeploy.compression.finetune import FitOptions, Target, fit, produces_probabilities, softmax
 from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, take
 from tfdeploy.measure.predictors import keras_predictor
 from tfdeploy.progress import as_progress
@@ -86,11 +86,6 @@ class DistillResult:
 def _log_scores(values: np.ndarray, probabilities: bool) -> np.ndarray:
     values = values.astype("float64")
     return np.log(np.clip(values, 1e-7, 1.0)) if probabilities else values
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    shifted = np.exp(z - z.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _label_column(labels: np.ndarray | None, n: int, binary: bool) -> np.ndarray:
@@ -156,7 +151,7 @@ def _target(student: TensorInfo, teacher_info: TensorInfo, teacher: np.ndarray, 
                       _binary_loss(t, w, student_probabilities), source=f"teacher at T={t:g}")
     classes = len(student.shape) == 1 and (student.shape[0] or 0) > 1
     if classes:
-        soft = _softmax(_log_scores(teacher, produces_probabilities(teacher_info, teacher)) / t).astype("float32")
+        soft = softmax(_log_scores(teacher, produces_probabilities(teacher_info, teacher)) / t).astype("float32")
         return Target(student.name, np.concatenate([soft, _label_column(labels, n, False)], 1),
                       _class_loss(soft.shape[1], t, w, student_probabilities), source=f"teacher at T={t:g}")
     values = [teacher.astype("float32")] + ([] if labels is None else [labels.reshape(teacher.shape).astype("float32")])

@@ -70,7 +70,7 @@ def _target_for(info: TensorInfo, labels: np.ndarray | None, teacher: np.ndarray
     classes = len(info.shape) == 1 and (info.shape[0] or 0) > 1
     if labels is None:
         if classes:
-            soft = teacher if probabilities else _softmax(teacher)
+            soft = teacher if probabilities else softmax(teacher)
             return Target(info.name, soft.astype("float32"), CE, from_logits=not probabilities, source="original model")
         return Target(info.name, teacher.astype("float32"), MSE, source="original model")
     if classes:
@@ -82,9 +82,10 @@ def _target_for(info: TensorInfo, labels: np.ndarray | None, teacher: np.ndarray
     return Target(info.name, labels.astype("float32"), MSE)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of class scores (numerically stable)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def training_targets(io: ModelIO, labels: Mapping[str, np.ndarray] | None, teacher: Mapping[str, np.ndarray]) -> list[Target]:
