@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--widths", default="0.5,0.25", help="student widths (fractions of the teacher's)")
     parser.add_argument("--epochs", type=int, default=10, help="distillation epochs")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=None, help="distill's temperature (default: the library's)")
     parser.add_argument("--subset", action="store_true", help="the packaged 4,000/1,000 images (quick check)")
     parser.add_argument("--latency-repeats", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("bench-out/distill"))
@@ -45,7 +46,8 @@ def main() -> None:
     prepare_example(work / "example", progress=print)
     data = example_dataset(full=not args.subset)
     print(f"data: {data.source}: {len(data.x)} training, {len(data.x_val)} test images")
-    common = dict(data=data, batch_size=args.batch_size, distill_epochs=args.epochs,
+    temperature = {} if args.temperature is None else {"temperature": args.temperature}
+    common = dict(data=data, batch_size=args.batch_size, distill_epochs=args.epochs, **temperature,
                   latency_repeats=args.latency_repeats, overwrite=True, progress=print)
     runs = []
     recipes = "tflite,ptq-int8,"
@@ -61,7 +63,8 @@ def main() -> None:
     result = {"benchmark": "distill", "machine": f"{platform.machine()}, {platform.python_version()}",
               "cores": __import__("os").cpu_count(), "tensorflow": backend.version_of("tensorflow"),
               "data": data.source, "train_images": len(data.x), "test_images": len(data.x_val),
-              "epochs": args.epochs, "batch_size": args.batch_size, "runs": runs}
+              "epochs": args.epochs, "batch_size": args.batch_size,
+              "temperature": args.temperature or CompressConfig.temperature, "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "distill.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out / 'distill.json'}")

@@ -238,6 +238,52 @@ def lambda_layer(keras: Any, rng: np.random.Generator) -> Entry:
     return Entry("lambda_layer", model, _split({"x": x, "y": y}), unsafe=True)
 
 
+COUNTRIES = ("us", "de", "fr", "br", "in", "jp", "ng", "mx")
+
+
+def ranker_arrays(rng: np.random.Generator, n: int, positive_rate: float = 0.05) -> dict[str, np.ndarray]:
+    """Click-through data: Zipf-distributed user and item ids, a category, an hour, a country string (some
+    unseen), six dense floats; ``click`` is 1 for about ``positive_rate`` of the rows."""
+    users = np.minimum(rng.zipf(1.3, n), 499).astype("int64")
+    items = np.minimum(rng.zipf(1.2, n), 299).astype("int64")
+    category, hour = rng.integers(0, 20, n), rng.integers(0, 24, n)
+    country = np.asarray(COUNTRIES + ("zz",))[np.minimum(rng.geometric(0.35, n) - 1, len(COUNTRIES))]
+    dense = rng.normal(0, 1, (n, 6)).astype("float32")
+    affinity = np.sin(users * 0.7) + np.cos(items * 1.3) + 0.8 * dense[:, 0] - 0.5 * dense[:, 1] + (category % 3 == 0)
+    logit = 1.4 * affinity + np.log(positive_rate / (1 - positive_rate)) - 2.3  # the mean affinity is positive
+    click = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
+    return {"x:user_id": users[:, None], "x:item_id": items[:, None], "x:category": category[:, None].astype("int64"),
+            "x:hour": hour[:, None].astype("int64"), "x:country": country[:, None], "x:dense": dense, "y": click}
+
+
+def ranker(keras: Any, rng: np.random.Generator, n_train: int = 1200, n_val: int = 800) -> Entry:
+    """A click-through ranker: named int64 ids and a string feature through Embedding+Flatten, one sigmoid."""
+    arrays = ranker_arrays(rng, n_train + n_val)
+    layers = keras.layers
+    inputs = {name: keras.Input((1,), dtype="int64", name=name) for name in ("user_id", "item_id", "category", "hour")}
+    inputs["country"] = keras.Input((1,), dtype="string", name="country")
+    inputs["dense"] = keras.Input((6,), name="dense")
+    widths = {"user_id": (500, 8), "item_id": (300, 16), "category": (20, 4), "hour": (24, 4)}
+    parts = [layers.Flatten(name=f"{name}_flat")(layers.Embedding(*widths[name], name=f"{name}_embedding")(inputs[name]))
+             for name in widths]
+    country = layers.StringLookup(vocabulary=list(COUNTRIES), name="country_lookup")(inputs["country"])
+    parts.append(layers.Flatten(name="country_flat")(layers.Embedding(len(COUNTRIES) + 1, 4,
+                                                                     name="country_embedding")(country)))
+    parts.append(layers.Dense(8, activation="relu", name="dense_features")(inputs["dense"]))
+    hidden = layers.Dense(32, activation="relu", name="hidden")(layers.Concatenate(name="concat")(parts))
+    model = keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="click")(hidden), name="ranker")
+    import tensorflow as tf  # Keras 3 fit() takes strings only as tensors (a Dataset of the dict)
+
+    x = {key.partition(":")[2]: value[:n_train] for key, value in arrays.items() if key.startswith("x:")}
+    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(tf.data.Dataset.from_tensor_slices((x, arrays["y"][:n_train])).batch(64), epochs=6, verbose=0)
+    split = {}
+    for key, value in arrays.items():
+        kind, sep, name = key.partition(":")
+        split[key], split[f"{kind}_val{sep}{name}"] = value[:n_train], value[n_train:]
+    return Entry("ranker", model, split, note="compiled with accuracy and binary cross-entropy, as rankers often are")
+
+
 BUILDERS: dict[str, Callable[[Any, np.random.Generator], Entry]] = {
     "nested_mobilenetv2": nested_mobilenetv2,
     "two_inputs": two_inputs,
@@ -248,6 +294,7 @@ BUILDERS: dict[str, Callable[[Any, np.random.Generator], Entry]] = {
     "text_vectorization": text_vectorization,
     "custom_layer": custom_layer,
     "lambda_layer": lambda_layer,
+    "ranker": ranker,
 }
 
 

@@ -49,6 +49,11 @@ class TensorInfo:
         return self.shape == (1,) and self.activation == "sigmoid"
 
     @property
+    def is_multilabel(self) -> bool:
+        """Several independent sigmoid units (per sample or per frame): multi-hot labels, not one class."""
+        return bool(self.shape) and (self.shape[-1] or 0) > 1 and self.activation == "sigmoid"
+
+    @property
     def is_string(self) -> bool:
         return self.dtype == STRING
 
@@ -92,9 +97,10 @@ class ModelIO:
         return any(t.is_string for t in self.inputs)
 
     def classification_outputs(self) -> list[str]:
-        """Outputs that are class scores: ``(classes,)`` with several classes, or one sigmoid unit."""
-        return [t.name for t in self.outputs
-                if t.is_float and len(t.shape) == 1 and ((t.shape[0] or 0) > 1 or t.is_binary)]
+        """Outputs that are class scores of one class each: ``(classes,)`` with several classes (not independent
+        sigmoid units), or one sigmoid unit."""
+        return [t.name for t in self.outputs if t.is_float and len(t.shape) == 1 and not t.is_multilabel
+                and ((t.shape[0] or 0) > 1 or t.is_binary)]
 
     def describe(self) -> str:
         """``inputs image float32[?, 32, 32, 3] -> outputs probabilities float32[?, 10]``."""

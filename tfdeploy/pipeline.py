@@ -62,6 +62,7 @@ class DeployConfig:
         custom_objects: Custom layers needed to load the model.
         safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
         output: The output accuracy is measured on (default: the first classification head).
+        metrics: What the variants are judged by (see :class:`~tfdeploy.compression.CompressConfig`).
         select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         overwrite: Replace an existing ``out_dir`` run.
     """
@@ -86,6 +87,7 @@ class DeployConfig:
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     safe_mode: bool = True
     output: str | None = None
+    metrics: Sequence[str] = ()
     select_tf_ops: bool = False
     overwrite: bool = False
     progress: ProgressLike = "auto"
@@ -217,7 +219,8 @@ def _compress(config: DeployConfig, model: Any, data: Any, out: Path, say: Progr
     return compress(CompressConfig(
         model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
         int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
-        safe_mode=config.safe_mode, output=config.output, select_tf_ops=config.select_tf_ops, progress=say))
+        safe_mode=config.safe_mode, output=config.output, metrics=config.metrics, select_tf_ops=config.select_tf_ops,
+        progress=say))
 
 
 def _chosen_variant(config: DeployConfig, compression: CompressionReport, out: Path) -> VariantReport:

@@ -104,13 +104,13 @@ def merge_coincident(names: Sequence[str], xs: Sequence[float], ys: Sequence[flo
 
 
 def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequence[float], ylabel: str,
-                     path: str | os.PathLike) -> Path:
-    """Scatter of gzip size against accuracy (or agreement), one labelled marker per variant.
+                     path: str | os.PathLike, higher_is_better: bool = True) -> Path:
+    """Scatter of gzip size against the driving quality metric (accuracy, AUC, logloss, SNR), one marker per variant.
 
     Variants at the same point (``strip`` and the original) share one marker and one label.
 
     Example:
-        >>> size_vs_accuracy(["original", "int8"], [1500.0, 300.0], [92.4, 92.1], "accuracy (%)", "size.png")  # doctest: +SKIP
+        >>> size_vs_accuracy(["original", "int8"], [1500.0, 300.0], [92.4, 92.1], "accuracy %", "size.png")  # doctest: +SKIP
         PosixPath('size.png')
     """
     names, kib, percent = merge_coincident(names, kib, percent)
@@ -122,7 +122,7 @@ def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequen
     ax.set_ylim(min(percent) - 0.25 * span_y, max(percent) + 0.25 * span_y)
     ax.set_xlabel("gzip size (KiB)")
     ax.set_ylabel(ylabel)
-    ax.set_title("Size vs accuracy per variant (up and left is better)")
+    ax.set_title(f"Size vs {ylabel} per variant ({'up' if higher_is_better else 'down'} and left is better)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     label_points(ax, list(zip(kib, percent)), names)
@@ -130,10 +130,11 @@ def size_vs_accuracy(names: Sequence[str], kib: Sequence[float], percent: Sequen
 
 
 def pareto(names: Sequence[str], costs: Sequence[float], percent: Sequence[float], front: set[str], xlabel: str,
-           floor: float, path: str | os.PathLike) -> Path:
-    """Cost (gzip KiB or latency) against accuracy for every trial; the Pareto front joined by a line.
+           floor: float | None, path: str | os.PathLike, ylabel: str = "accuracy %",
+           higher_is_better: bool = True) -> Path:
+    """Cost (gzip KiB or latency) against the driving metric for every trial; the Pareto front joined by a line.
 
-    ``floor`` (the lowest accuracy within budget) is drawn as a dashed line.
+    ``floor`` (the worst value within budget) is drawn as a dashed line.
 
     Example:
         >>> pareto(["original", "int8"], [1500.0, 300.0], [92.4, 92.1], {"int8"}, "gzip size (KiB)", 91.4,
@@ -148,10 +149,11 @@ def pareto(names: Sequence[str], costs: Sequence[float], percent: Sequence[float
     line = sorted((c, p) for c, p, f in zip(costs, percent, on_front) if f)
     if line:
         ax.plot(*zip(*line), "-o", color="C0", zorder=3, label="Pareto front")
-    ax.axhline(floor, ls="--", color="C3", lw=1, label="accuracy budget")
+    if floor is not None:
+        ax.axhline(floor, ls="--", color="C3", lw=1, label="budget")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Trials of compress --auto (up and left is better)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Trials of compress --auto ({'up' if higher_is_better else 'down'} and left is better)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -1,5 +1,6 @@
 """Accuracy-aware compression: the budget decides, and a quantization-sensitive layer stays float."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -54,9 +55,9 @@ def test_int8_sensitive_layer_is_kept_in_float_and_meets_the_budget(sensitive, t
     report = _auto(_config(model, data, tmp_path), max_accuracy_drop=1.0,
                                       candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),))
     first, *selective = report.trials
-    assert first.name == "ptq-int8" and not first.passed and first.drop_points > 50
+    assert first.name == "ptq-int8" and not first.passed and first.drop > 50
     chosen = next(t for t in report.trials if t.name == report.chosen)
-    assert chosen.passed and chosen.drop_points <= 1.0
+    assert chosen.passed and chosen.drop <= 1.0
     assert any("sensitive" in name for name in chosen.kept_float)
     assert len(chosen.kept_float) == min(len(t.kept_float) for t in selective if t.passed)
     assert report.chosen_path.endswith(f"auto-{report.chosen}.tflite")
@@ -70,8 +71,8 @@ def test_same_seed_same_choice(sensitive, tmp_path):
     runs = [_auto(_config(model, data, tmp_path / str(i)), max_accuracy_drop=1.0,
                                      candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.01),))
             for i in range(2)]
-    assert [(t.name, t.kept_float, t.accuracy) for t in runs[0].trials] == \
-           [(t.name, t.kept_float, t.accuracy) for t in runs[1].trials]
+    assert [(t.name, t.kept_float, t.quality) for t in runs[0].trials] == \
+           [(t.name, t.kept_float, t.quality) for t in runs[1].trials]
 
 
 def test_budget_zero_keeps_the_float_model(sensitive, tmp_path):
@@ -97,15 +98,22 @@ def test_relative_budget_and_limits(sensitive, tmp_path):
     report = _auto(_config(model, data, tmp_path), max_accuracy_drop=1.0, relative=True,
                                       max_trials=1, candidates=(Candidate(Recipe.PTQ_FLOAT16, 0.5, 0.01),
                                                                 Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.01)))
-    assert report.budget == "1.0% of 100.00% = 1.000 points"
+    assert report.budget.max_drop == pytest.approx(1.0)  # 1 % of the original's 100 %
+    assert report.budget.describe() == "accuracy at most 1 point below the original (100%)"
     assert [t.name for t in report.trials] == ["ptq-float16"] and report.stopped_because == "max trials (1) reached"
 
 
-def test_auto_needs_labels(compress_inputs, tmp_path):
-    with pytest.raises(TfdeployError, match="--auto needs labelled validation data"):
+def test_auto_needs_data_and_a_budget_in_the_driving_metrics_units(compress_inputs, tmp_path):
+    with pytest.raises(TfdeployError, match="--auto needs data to calibrate and judge candidates on"):
         _auto(CompressConfig(compress_inputs["keras3"], tmp_path))
-    with pytest.raises(TfdeployError, match="--auto needs labels: the data has no y"):
-        _auto(CompressConfig(compress_inputs["keras3"], tmp_path, data=compress_inputs["unlabelled"]))
+    unlabelled = CompressConfig(compress_inputs["keras3"], tmp_path, data=compress_inputs["unlabelled"])
+    with pytest.raises(TfdeployError, match=r"--auto is driven by agreement \(the first metric\), so its budget is in "
+                                            r"agreement's units: pass --max-metric-drop X"):
+        _auto(unlabelled)
+    with pytest.raises(TfdeployError, match="--max-accuracy-drop budgets accuracy, but --metric auc drives"):
+        _auto(dataclasses.replace(unlabelled, metrics=("auc",)), max_accuracy_drop=1.0)
+    with pytest.raises(TfdeployError, match="give one"):
+        _auto(unlabelled, max_accuracy_drop=1.0, max_metric_drop=1.0)
 
 
 def test_auto_cli_prints_the_trial_table(sensitive, tmp_path):

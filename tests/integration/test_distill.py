@@ -64,6 +64,70 @@ def test_the_student_learns_the_teacher_and_chains_quantize_it(compress_inputs, 
     assert "distill: the student by epoch" in markdown
 
 
+# A teacher trained on real images, and the student a user would write: the learning must match plain training.
+STUDENT_EPOCHS, STUDENT_RATE = 10, 2e-3
+
+
+@pytest.fixture(scope="module")
+def fashion(keras3, tmp_path_factory):
+    """A CNN trained on Fashion-MNIST (the packaged 4,000 images; ~85 % on the 1,000 held out), the 1,400 images a
+    student learns from, and a user's own 1,562-parameter student (issue 22's)."""
+    from tfdeploy.model.examples import EXAMPLE_DATA_PATH
+
+    root, layers = tmp_path_factory.mktemp("fashion"), keras3.layers
+    with np.load(EXAMPLE_DATA_PATH) as arrays:
+        x, y, x_val, y_val = (arrays[k] for k in ("x", "y", "x_val", "y_val"))
+    x, x_val, y, y_val = x[..., None], x_val[..., None], y.astype("int64"), y_val.astype("int64")
+    keras3.utils.set_random_seed(0)
+    inputs = keras3.Input((28, 28, 1), name="image")
+    hidden = layers.Rescaling(1 / 255)(inputs)
+    for filters in (32, 64, 96):
+        hidden = layers.MaxPooling2D()(layers.Conv2D(filters, 3, padding="same", activation="relu")(hidden))
+    hidden = layers.Dense(64, activation="relu")(layers.GlobalAveragePooling2D()(hidden))
+    teacher = keras3.Model(inputs, layers.Dense(10, activation="softmax", name="probs")(hidden))
+    teacher.compile(keras3.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    teacher.fit(x, y, epochs=12, batch_size=32, verbose=0)
+    assert teacher.evaluate(x_val, y_val, verbose=0)[1] > 0.8
+    teacher.save(root / "teacher.keras")
+    np.savez(root / "data.npz", x=x[:1400], y=y[:1400], x_val=x_val, y_val=y_val)
+    inputs = keras3.Input((28, 28, 1), name="image")
+    hidden = layers.Rescaling(1 / 255)(inputs)
+    hidden = layers.Conv2D(16, 3, strides=2, activation="relu")(layers.Conv2D(8, 3, strides=2, activation="relu")(hidden))
+    student = keras3.Model(inputs, layers.Dense(10, activation="softmax", name="probs")(
+        layers.GlobalAveragePooling2D()(hidden)))
+    student.save(root / "student.keras")
+    return {"root": root, "teacher": teacher, "x": x[:1400], "y": y[:1400], "x_val": x_val, "y_val": y_val}
+
+
+def _plain_accuracy(keras, model, fashion):
+    """What the student reaches trained on the labels alone, as a user would: Adam, same rate, epochs and batch."""
+    keras.utils.set_random_seed(0)
+    model.compile(keras.optimizers.Adam(STUDENT_RATE), "sparse_categorical_crossentropy")
+    model.fit(fashion["x"], fashion["y"], epochs=STUDENT_EPOCHS, batch_size=32, verbose=0)
+    return float(np.mean(np.argmax(model.predict(fashion["x_val"], verbose=0), 1) == fashion["y_val"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", ["file", "width 0.5"])
+def test_a_real_student_learns_the_teacher_at_least_as_well_as_plain_training(fashion, keras3, tmp_path, student):
+    root, teacher = fashion["root"], fashion["teacher"]
+    options = {"student": root / "student.keras"} if student == "file" else {"student_width": 0.5}
+    report, _ = _compress(root / "teacher.keras", tmp_path, root / "data.npz", distill_epochs=STUDENT_EPOCHS,
+                          distill_learning_rate=STUDENT_RATE, **options)  # the default temperature and schedule
+    assert not report.variants[1].failed, report.variants[1].error
+    made = keras3.models.load_model(tmp_path / "distill.keras")
+    wanted = np.argmax(teacher.predict(fashion["x_val"], verbose=0), 1)
+    agreement = float(np.mean(np.argmax(made.predict(fashion["x_val"], verbose=0), 1) == wanted))
+    assert agreement == pytest.approx(report.variants[1].agreement, abs=1e-9)
+    untrained = (keras3.models.load_model(root / "student.keras") if student == "file"
+                 else students.narrower(teacher, 0.5, seed=0).model)
+    # the student given is the model trained: every one of its weights moved
+    assert [w.path for w in made.weights] == [w.path for w in untrained.weights]
+    assert all(not np.allclose(np.asarray(a), np.asarray(b)) for a, b in zip(made.weights, untrained.weights))
+    plain = _plain_accuracy(keras3, untrained, fashion)
+    assert agreement >= plain - 0.05, (agreement, plain)
+
+
 def test_soft_targets_come_from_the_teacher_in_inference_mode(keras3, tmp_path, monkeypatch):
     from conftest import tiny_data
 
@@ -227,7 +291,7 @@ def test_auto_tries_distilled_students_for_latency_and_says_why(compress_inputs,
                                       candidates=(Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.9),), student_widths=(0.5,)))
     names = [t.name for t in report.trials]
     assert names == ["ptq-dynamic", "w0.5-distill", "w0.5-distill+tflite", "w0.5-distill+ptq-int8"]
-    assert all(t.error is None and t.accuracy is not None for t in report.trials), [t.error for t in report.trials]
+    assert all(t.error is None and t.quality is not None for t in report.trials), [t.error for t in report.trials]
     assert all(t.peak_rss_bytes for t in report.trials)  # each trial ran in its own process
     fastest = min(report.trials, key=lambda t: t.latency_ms)
     assert report.chosen == fastest.name and report.verdicts[fastest.name].startswith("chosen: the lowest latency")

@@ -139,7 +139,7 @@ def test_int4_miss_leads_to_the_smallest_per_layer_plan_within_budget(int4_sensi
         CompressConfig(model, tmp_path, data=data, latency_repeats=3, weight_algorithm=WeightAlgorithm.MIN_MAX),
         max_accuracy_drop=1.0, isolate=False, candidates=(Candidate(Recipe.PTQ_INT4_WEIGHTS, 0.17, 0.01),)))
     first, *searched = report.trials
-    assert first.name == "ptq-int4-weights" and not first.passed and first.drop_points > 20
+    assert first.name == "ptq-int4-weights" and not first.passed and first.drop > 20
     one = next(t for t in searched if t.name == "ptq-int4-int8x1")  # the most sensitive layer alone at int8
     assert one.passed and one.plan == {"default": "int4", "layers": {"sensitive": "int8"}}
     assert one.layers == {"sensitive": "int8", "head": "int4"}

@@ -12,7 +12,7 @@ from tfdeploy._lazy import MOVED
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tfdeploy"
 HEAVY = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tensorflow_serving", "ai_edge_litert",
-         "litert_quantizer", "tflite_runtime", "grpc")
+         "litert_quantizer", "tflite_runtime", "grpc", "sklearn")
 MAX_FUNCTION_LINES = 60
 LENGTH_REASON = "Long because"  # a function may exceed the limit if its docstring says why
 

@@ -75,6 +75,14 @@ def tfmot() -> ModuleType:
     return module
 
 
+@functools.lru_cache(maxsize=None)
+def sklearn_metrics() -> ModuleType:
+    """Returns ``sklearn.metrics`` (about 1 s to import): the maintained implementations of AUC, logloss, F1, R²."""
+    import sklearn.metrics as module
+
+    return module
+
+
 TFMOT_INTERNALS = {
     "prune_registry": "tensorflow_model_optimization.python.core.sparsity.keras.prune_registry",
     "cluster_registry": "tensorflow_model_optimization.python.core.clustering.keras.clustering_registry",
@@ -98,6 +106,7 @@ TF_PROTOS = {
     "prediction_service_pb2_grpc": "tensorflow_serving.apis.prediction_service_pb2_grpc",
     "model_server_config_pb2": "tensorflow_serving.config.model_server_config_pb2",
     "platform_config_pb2": "tensorflow_serving.config.platform_config_pb2",
+    "saved_metadata_pb2": "tf_keras.protobuf.saved_metadata_pb2",  # keras_metadata.pb of tf_keras SavedModels
 }
 
 

@@ -108,6 +108,32 @@ def progress_callback(keras: ModuleType, progress: Any, epochs: int, label: str 
     return _FitProgress()
 
 
+def decaying_rate(keras: ModuleType, rate: float, steps: int, decay_fraction: float) -> Any:
+    """A learning rate (for ``keras``'s flavour) constant at ``rate``, then falling linearly to 0 over the last
+    ``decay_fraction`` of ``steps`` ("warmup-stable-decay" without the warmup).
+
+    Unlike a cosine over the whole run, it keeps the full rate for most of a short run, where a
+    model trained from scratch is still far from converged: on 10-epoch runs it learned as much as
+    a constant rate, and the final decay settled it.
+
+    Example:
+        >>> schedule = decaying_rate(keras, 2e-3, steps=100, decay_fraction=0.2)     # doctest: +SKIP
+        >>> [round(float(schedule(s)), 4) for s in (0, 80, 90, 100)]
+        [0.002, 0.002, 0.001, 0.0]
+    """
+    decay_steps = max(1.0, decay_fraction * steps)
+
+    class _StableThenDecay(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step: Any) -> Any:
+            left = (float(steps) - tf().cast(step, "float32")) / decay_steps
+            return rate * tf().clip_by_value(left, 0.0, 1.0)
+
+        def get_config(self) -> dict[str, Any]:
+            return {"rate": rate, "steps": steps, "decay_fraction": decay_fraction}
+
+    return _StableThenDecay()
+
+
 def epoch_callback(keras: ModuleType, on_epoch_end: Any) -> Any:
     """A Keras callback (for ``keras``'s flavour) calling ``on_epoch_end(epoch, logs)`` after each epoch."""
 
@@ -157,6 +183,29 @@ def _output_activation(tensor: Any) -> str | None:
         inner = list(getattr(layer, "outputs", None) or [])
         return _output_activation(inner[tensor._keras_history[2]]) if inner else None
     return name
+
+
+def logits_of(output: Any, activation: str) -> Any:
+    """The logits a ``softmax``/``sigmoid`` output tensor was computed from, or ``None`` if they are not at hand.
+
+    Keras (either flavour) keeps them on the tensors its softmax and sigmoid make, and its own
+    cross-entropies read them from there: a loss on ``log(clip(probabilities))`` would lose its
+    gradient wherever a probability saturates. Used inside losses, where ``output`` is the model's
+    output as Keras hands it over.
+
+    Example:
+        >>> logits_of(y_pred, "softmax")            # doctest: +SKIP
+        <tf.Tensor 'model/probs/BiasAdd:0' shape=(None, 10) dtype=float32>
+    """
+    logits = getattr(output, "_keras_logits", None)
+    if logits is not None:
+        return logits
+    op = getattr(output, "op", None)
+    expected = {"softmax": "Softmax", "sigmoid": "Sigmoid"}[activation]
+    if op is not None and not isinstance(output, tf().__internal__.EagerTensor) and op.type == expected \
+            and len(op.inputs) == 1:
+        return op.inputs[0]
+    return None
 
 
 def _raw_output_names(model: Any) -> list[str]:

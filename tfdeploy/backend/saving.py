@@ -7,11 +7,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
+import contextlib
+from typing import Any, Iterator
 
 from tfdeploy.backend.imports import KerasFlavour, keras3, tf
-from tfdeploy.backend.models import SavedModelFunction, call_flat, flavour_of, keras3_variables_inside
+from tfdeploy.backend.models import SavedModelFunction, call_flat, flavour_of, keras3_variables_inside, leaf_layers
+
+LOOKUP_LAYERS = ("StringLookup", "IntegerLookup")
 
 
 def tensor_spec(info: Any, batch: int | None) -> Any:
@@ -65,6 +67,45 @@ def write_inference_savedmodel(model: Any, directory: str, io: Any, signatures: 
         if "track" not in str(exc).lower():
             raise
         _save_module(_serving_module(model, functions, whole_model=True), directory, functions)
+
+
+@contextlib.contextmanager
+def static_lookup_shapes(model: Any) -> Iterator[list[str]]:
+    """While traced inside this block, ``StringLookup``/``IntegerLookup`` layers give outputs of a static shape.
+
+    Their hash-table lookup loses its shape in the TFLite converter (the tensor is stored with no
+    shape), so the flatbuffer's shapes are wrong until the interpreter is resized: such a model
+    fails when invoked with one sample (``reshape ... 4 != 16``), and so does int8 calibration, which
+    feeds one sample at a time. A reshape to the lookup's input shape (known but for the batch)
+    restores it. Yields the names of the layers so treated.
+
+    Example:
+        >>> with static_lookup_shapes(model) as fixed:                          # doctest: +SKIP
+        ...     write_inference_savedmodel(model, "/tmp/sm", model_io(model))
+    """
+    patched = []
+    if not isinstance(model, SavedModelFunction):
+        for _, layer in leaf_layers(model):
+            config = layer.get_config() if type(layer).__name__ in LOOKUP_LAYERS else {}
+            if config and config.get("output_mode", "int") == "int" and "call" not in vars(layer):
+                layer.call = _reshaped_like_input(layer.call)
+                patched.append(layer)
+    try:
+        yield [layer.name for layer in patched]
+    finally:
+        for layer in patched:
+            del layer.call
+
+
+def _reshaped_like_input(call: Any) -> Any:
+    def reshaped(inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        outputs = call(inputs, *args, **kwargs)
+        shape = list(getattr(inputs, "shape", []))[1:]
+        if not shape or any(d is None for d in shape) or getattr(outputs, "shape", None) is None:
+            return outputs
+        return tf().reshape(outputs, [-1, *shape])
+
+    return reshaped
 
 
 def _serving_module(model: Any, functions: dict[str, Any], whole_model: bool) -> Any:

@@ -49,12 +49,19 @@ from tfdeploy.compression import AutoConfig, CompressConfig
 @config_option(CompressConfig, "distill_epochs", "--distill-epochs", type=click.IntRange(min=1),
                help="distill: epochs of training the student.")
 @config_option(CompressConfig, "distill_learning_rate", "--distill-learning-rate",
-               type=click.FloatRange(min=0, min_open=True), help="distill: initial rate (cosine decay).")
-@click.option("--auto", is_flag=True, help="Search for the best variant within --max-accuracy-drop.")
+               type=click.FloatRange(min=0, min_open=True), help="distill: Adam's rate (held, then decayed over the last fifth of the steps).")
+@opt.metrics(CompressConfig)
+@click.option("--auto", is_flag=True, help="Search for the smallest (or fastest) variant within the budget on the "
+              "driving metric (the first --metric).")
 @config_option(AutoConfig, "max_accuracy_drop", "--max-accuracy-drop", type=click.FloatRange(min=0),
-               help="--auto budget: accuracy points (or percent with --relative-budget).")
+               help="--auto budget on accuracy, in points (the default budget is 1 point when accuracy drives).")
+@config_option(AutoConfig, "max_metric_drop", "--max-metric-drop", type=click.FloatRange(min=0),
+               help="--auto budget: how much worse than the original the driving metric may get, in its units "
+               "(auc 0.005; logloss 0.01: an increase; accuracy in points).")
+@config_option(AutoConfig, "metric_threshold", "--metric-threshold", type=float,
+               help="--auto budget: a value the driving metric must reach (snr 25: at least 25 dB).")
 @config_option(AutoConfig, "relative", "--relative-budget", is_flag=True,
-               help="Read --max-accuracy-drop as % of the original accuracy.")
+               help="Read the drop budget as % of the original's value.")
 @config_option(AutoConfig, "objective", "--objective", help="--auto: minimise gzip size or latency.")
 @config_option(AutoConfig, "max_trials", "--max-trials", type=click.IntRange(min=1),
                help="--auto: at most this many candidates.")

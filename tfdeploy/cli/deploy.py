@@ -49,6 +49,7 @@ def global_settings(options: GlobalOptions) -> dict[str, Any]:
 @opt.int8_granularity(DeployConfig)
 @config_option(DeployConfig, "bench_requests", "--bench-requests", type=click.IntRange(min=1))
 @opt.output_name(DeployConfig)
+@opt.metrics(DeployConfig)
 @opt.select_tf_ops(DeployConfig, help="Let TFLite conversion use TensorFlow select ops (Flex delegate).")
 @opt.overwrite(DeployConfig, help="Replace a previous run in --out.")
 @opt.as_json

@@ -108,6 +108,7 @@ def check_determinism_command(as_json: bool, loading: Loading, **values: Any) ->
                help="Top-1 agreement that passes a classifier whose values differ more than atol.")
 @config_option(check_parity, "rtol", "--rtol", type=click.FloatRange(min=0),
                help="Also allowed: this fraction of the output's largest magnitude (for quantized regression outputs).")
+@opt.metrics(check_parity)
 @opt.as_json
 @library_command
 @opt.model_loading(check_parity)

@@ -374,6 +374,19 @@ def output_name(source: Source) -> Decorator:
                          help="Output accuracy is measured on (default: the first classification head).")
 
 
+def metrics(source: Source) -> Decorator:
+    """``--metric SPEC`` (repeatable): what variants are judged by; the names come from the metric registry."""
+    from tfdeploy.quality.metrics import REGISTRY
+
+    return config_option(source, "metrics", "--metric", "metrics", multiple=True, metavar="SPEC",
+                         to_cli=tuple, show_default=False,
+                         help="Judge every variant by this metric (repeatable; the first drives --auto): NAME, "
+                         "NAME=PARAM or module:function (your own), each optionally @OUTPUT. Registered: "
+                         + ", ".join(REGISTRY.names()) + ". Default: the model's compiled metrics, else by output "
+                         "head (softmax: accuracy; sigmoid: auc, logloss; several sigmoids: F1; values: mae, rmse); "
+                         "without labels, fidelity (agreement, snr).")
+
+
 def select_tf_ops(source: Source, help: str) -> Decorator:
     """``--select-tf-ops``: TFLite conversion may fall back to TensorFlow ops."""
     return config_option(source, "select_tf_ops", "--select-tf-ops", is_flag=True, help=help)

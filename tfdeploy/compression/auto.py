@@ -1,14 +1,16 @@
-"""Accuracy-aware compression: the smallest (or fastest) variant within an accuracy budget.
+"""Quality-aware compression: the smallest (or fastest) variant within a budget on the metric that judges the model.
 
 Candidates are the recipes registered with an :class:`~tfdeploy.compression.registry.AutoHint`,
 tried in order of expected gain (:data:`CANDIDATES`), each in its own process by default
-(:mod:`tfdeploy.compression.trials`), ``jobs`` at a time. Each is measured on the labelled
-validation set; a candidate that fails is recorded with its reason and the search goes on. The
+(:mod:`tfdeploy.compression.trials`), ``jobs`` at a time. Each is measured on the validation set by
+the driving metric (the first ``--metric``, else the model's compiled or head default; without
+labels, fidelity to the original) against a :class:`~tfdeploy.compression.budget.Budget` in that
+metric's units; a candidate that fails is recorded with its reason and the search goes on. The
 search stops early once a candidate meets the budget and no remaining candidate is expected to
 beat it, and respects ``max_trials`` and ``timeout_s``. When a uniform precision misses the budget
 (``ptq-int8``, ``ptq-int4-weights``), a per-layer search follows: the layers that suffer most are
 kept at a higher precision, as few as the budget allows. The report lists every trial, the peak
-memory of each, and the Pareto front (size or latency vs accuracy) as a table and a plot.
+memory of each, and the Pareto front (size or latency vs the driving metric) as a table and a plot.
 
 Example:
     >>> report = auto_compress(AutoConfig(CompressConfig("m.keras", "out", data="d.npz"),
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tfdeploy import faults, plots
+from tfdeploy.compression.budget import Budget, make_budget
 from tfdeploy.compression.config import CompressConfig
 from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.session import CompressionSession
@@ -43,7 +46,7 @@ from tfdeploy.report import Block, Heading, Image, Report, Table, Text, format_b
 
 
 class Objective(str, enum.Enum):
-    """What ``compress --auto`` minimises among the candidates within the accuracy budget."""
+    """What ``compress --auto`` minimises among the candidates within the quality budget."""
 
     SIZE = "size"        # gzip bytes: what is stored and shipped
     LATENCY = "latency"  # median single-example latency in the serving runtime
@@ -107,13 +110,17 @@ def distill_candidates(widths: Sequence[float], student_file: bool) -> list[Cand
 
 @dataclasses.dataclass
 class AutoReport(Report):
-    """Outcome of :func:`auto_compress`: every trial, the choice, the Pareto front, memory and time."""
+    """Outcome of :func:`auto_compress`: every trial, the choice, the Pareto front, memory and time.
+
+    ``metric`` drives the search; ``original_quality`` and each trial's ``quality``/``drop`` are in its
+    reporting units (accuracy in %, drops in points), ``budget`` the bound it was held to.
+    """
 
     model: str
     objective: str
-    budget: str
-    budget_points: float
-    original_accuracy: float
+    metric: str
+    budget: Budget
+    original_quality: float | None
     trials: list[Trial]
     chosen: str
     chosen_path: str
@@ -128,8 +135,8 @@ class AutoReport(Report):
     files: list[str] = dataclasses.field(default_factory=list)
 
     def blocks(self) -> list[Block]:
-        rows = [(t.name, format_bytes(t.gzip_bytes), None if t.accuracy is None else round(100 * t.accuracy, 2),
-                 None if t.drop_points is None else round(t.drop_points, 2),
+        quality = f"{self.metric} {self.budget.unit}".strip()
+        rows = [(t.name, format_bytes(t.gzip_bytes), _round(t.quality), _round(t.drop),
                  "error" if t.error else "passed" if t.passed else "failed", t.latency_ms,
                  format_bytes(t.peak_rss_bytes), round(t.seconds, 1)) for t in self.trials]
         notes = [f"{t.name}: kept in float {', '.join(t.kept_float)}" for t in self.trials if t.kept_float]
@@ -138,12 +145,11 @@ class AutoReport(Report):
         notes += [f"{t.name} could not be made: {t.error}" for t in self.trials if t.error]
         runtimes = sorted({t.runtime for t in self.trials if t.runtime})
         by_name = {t.name: t for t in self.trials}
-        front = [(name, format_bytes(by_name[name].gzip_bytes), round(100 * by_name[name].accuracy, 2),
+        front = [(name, format_bytes(by_name[name].gzip_bytes), _round(by_name[name].quality),
                   by_name[name].latency_ms) for name in self.pareto if name in by_name]
         return [
-            Text(f"auto-compress {self.model}: objective {self.objective}, budget {self.budget}, original accuracy "
-                 f"{100 * self.original_accuracy:.2f}%"),
-            Table(rows, header=("candidate", "gzip", "accuracy %", "drop (pts)", "budget", "latency ms",
+            Text(f"auto-compress {self.model}: objective {self.objective}, budget {self.budget.describe()}"),
+            Table(rows, header=("candidate", "gzip", quality, self.budget.drop_header(), "budget", "latency ms",
                                 "peak RSS", "time s")),
             *map(Text, notes),
             Heading("Why each candidate was chosen or rejected"),
@@ -152,10 +158,14 @@ class AutoReport(Report):
             Text(f"trials: {self.isolation}; jobs {self.jobs}; search peak RSS {format_bytes(self.peak_rss_bytes)}; "
                  f"wall {self.wall_seconds or 0:.1f} s" + (f"; latency measured in {'; '.join(runtimes)}"
                                                            if runtimes else "")),
-            Heading(f"Pareto front ({'gzip size' if self.objective == 'size' else 'latency'} vs accuracy)"),
-            Table(front, header=("variant", "gzip", "accuracy %", "latency ms")),
+            Heading(f"Pareto front ({'gzip size' if self.objective == 'size' else 'latency'} vs {self.metric})"),
+            Table(front, header=("variant", "gzip", quality, "latency ms")),
             *[Image(path, "Pareto front") for path in self.files if path.endswith(".png")],
             Text(f"chosen: {self.chosen} -> {self.chosen_path} ({self.stopped_because})")]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclasses.dataclass
@@ -163,9 +173,13 @@ class AutoConfig:
     """Options of :func:`auto_compress`.
 
     Attributes:
-        compress: Model, data, output directory and recipe options (its ``recipes`` are ignored).
-        max_accuracy_drop: The budget: points (``relative=False``) or percent of the original accuracy.
-        relative: Read the budget as a percentage of the original accuracy.
+        compress: Model, data, output directory, recipe options and ``metrics`` (its ``recipes`` are ignored).
+        max_accuracy_drop: Accuracy budget in points, the shorthand for ``metrics=["accuracy"]`` with
+            ``max_metric_drop`` (default: 1 point when accuracy drives the search and no budget is given).
+        max_metric_drop: How much worse than the original the driving metric may get, in its units
+            (an increase for lower-is-better metrics such as logloss).
+        metric_threshold: A value the driving metric must reach (``snr`` 25: at least 25 dB).
+        relative: Read the drop budget as a percentage of the original's value.
         objective: Minimise gzip size or latency among candidates within budget.
         candidates: Candidates in order of expected gain.
         max_trials: Stop after this many measured candidates (per-layer searches not counted).
@@ -180,7 +194,9 @@ class AutoConfig:
     """
 
     compress: CompressConfig
-    max_accuracy_drop: float = 1.0
+    max_accuracy_drop: float | None = None
+    max_metric_drop: float | None = None
+    metric_threshold: float | None = None
     relative: bool = False
     objective: Objective = Objective.SIZE
     candidates: Sequence[Candidate] = CANDIDATES
@@ -199,7 +215,7 @@ def _score(trial_or_variant: Any, objective: Objective) -> float:
 
 @faults.boundary("compress --auto")
 def auto_compress(config: AutoConfig) -> AutoReport:
-    """Searches the candidates for the best variant within the accuracy budget.
+    """Searches the candidates for the best variant within the budget on the driving metric.
 
     Returns:
         An :class:`AutoReport`; the chosen artifact is in ``compress.out_dir`` (the original model
@@ -207,7 +223,8 @@ def auto_compress(config: AutoConfig) -> AutoReport:
         in ``auto_pareto.png``.
 
     Raises:
-        TfdeployError: Without labelled validation data, or for a negative budget or ``jobs``.
+        TfdeployError: Without data, without a budget for a driving metric other than accuracy,
+            for conflicting or negative budgets, or ``jobs`` below 1.
 
     Example:
         >>> auto_compress(AutoConfig(CompressConfig("m.keras", "out", data="d.npz"), 0.5)).chosen  # doctest: +SKIP
@@ -218,28 +235,39 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     out_dir = Path(config.compress.out_dir)
     previous = [*out_dir.glob("auto-*"), *(out_dir / name for name in AUTO_REPORTS)] if out_dir.is_dir() else []
     refuse_existing(previous, config.compress.overwrite)
-    trials_config = dataclasses.replace(config.compress, out_dir=out_dir / "trials", overwrite=True)
+    trials_config = dataclasses.replace(config.compress, out_dir=out_dir / "trials", overwrite=True,
+                                        metrics=_metrics(config))
     candidates, notes = _candidates(config)
     config = dataclasses.replace(config, candidates=candidates)
     session = CompressionSession(trials_config, recipes=[c.recipe for c in candidates])
-    if session.base_accuracy is None:
-        raise TfdeployError("--auto needs labels: the data has no y/y_val (or the model is not a classifier). "
-                            f"Received: data={session.data.source!r}")
-    base = session.base_accuracy
-    budget = config.max_accuracy_drop * (100 * base) / 100 if config.relative else config.max_accuracy_drop
-    budget_text = (f"{config.max_accuracy_drop}% of {100 * base:.2f}% = {budget:.3f} points" if config.relative
-                   else f"{budget} points")
+    budget = _budget(config, session)
     jobs, jobs_text = plan_jobs(config.jobs)
     runner, isolation = _runner(config, trials_config, session, budget, jobs)
     trials, best, stopped = _search(config, session, runner, jobs, budget)
     chosen_name, chosen_path = _publish_choice(config, session, best, trials)
-    report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, budget=budget_text,
-                        budget_points=budget,
-                        original_accuracy=base, trials=trials, chosen=chosen_name, chosen_path=chosen_path,
+    report = AutoReport(model=str(session.loaded.path), objective=config.objective.value, metric=budget.metric,
+                        budget=budget, original_quality=budget.original, trials=trials, chosen=chosen_name,
+                        chosen_path=chosen_path,
                         stopped_because=stopped if best else "no candidate met the budget: the original stays",
-                        jobs=jobs_text, isolation=isolation, notes=notes,
+                        jobs=jobs_text, isolation=isolation, notes=notes + session.evaluator.plan.notes,
                         verdicts=verdicts(trials, best, budget, config.objective))
     return _write_reports(report, session, config, out_dir, started)
+
+
+def _metrics(config: AutoConfig) -> tuple[str, ...]:
+    """The run's metrics: ``--max-accuracy-drop`` makes accuracy drive when no ``--metric`` is given."""
+    metrics = tuple(config.compress.metrics)
+    if config.max_accuracy_drop is None or metrics:
+        return metrics
+    return ("accuracy",)
+
+
+def _budget(config: AutoConfig, session: CompressionSession) -> Budget:
+    """The budget on the session's driving metric, from the config's bounds."""
+    driving = session.evaluator.plan.driving
+    return make_budget(str(driving), driving.spec(), session.base_quality,
+                       config.max_accuracy_drop if config.max_accuracy_drop is not None else config.max_metric_drop,
+                       config.metric_threshold, config.relative)
 
 
 def _candidates(config: AutoConfig) -> tuple[list[Candidate], list[str]]:
@@ -257,22 +285,32 @@ def _candidates(config: AutoConfig) -> tuple[list[Candidate], list[str]]:
 
 
 def _check(config: AutoConfig) -> None:
-    if config.max_accuracy_drop < 0:
+    if config.max_accuracy_drop is not None and config.max_accuracy_drop < 0:
         raise TfdeployError(f"The accuracy budget cannot be negative. Received: max_accuracy_drop={config.max_accuracy_drop}")
+    if config.max_accuracy_drop is not None and config.max_metric_drop is not None:
+        raise TfdeployError("--max-accuracy-drop is the accuracy budget and --max-metric-drop the driving metric's: "
+                            f"give one. Received: max_accuracy_drop={config.max_accuracy_drop}, "
+                            f"max_metric_drop={config.max_metric_drop}")
+    first = config.compress.metrics[0].split("@")[0] if config.compress.metrics else "accuracy"
+    if config.max_accuracy_drop is not None and first != "accuracy":
+        raise TfdeployError(f"--max-accuracy-drop budgets accuracy, but --metric {config.compress.metrics[0]} drives "
+                            f"the search: give its budget with --max-metric-drop or --metric-threshold. "
+                            f"Received: max_accuracy_drop={config.max_accuracy_drop}")
     if config.jobs < 1:
         raise TfdeployError(f"jobs must be at least 1. Received: jobs={config.jobs}")
     if any(not 0 < w <= 1 for w in config.student_widths):
         raise TfdeployError(f"Student widths are fractions of the model's, in (0, 1]. "
                             f"Received: student_widths={list(config.student_widths)}")
     if config.compress.data is None:
-        raise TfdeployError("--auto needs labelled validation data to measure accuracy: pass --data with y (and "
-                            "x_val/y_val) or an image directory. Received: data=None")
+        raise TfdeployError("--auto needs data to calibrate and judge candidates on: pass --data (an .npz or an image "
+                            "directory; without labels, variants are judged by fidelity to the original). "
+                            "Received: data=None")
 
 
 def _write_reports(report: AutoReport, session: CompressionSession, config: AutoConfig, out_dir: Path,
                    started: float) -> AutoReport:
     original = session.original
-    report.pareto = pareto_front(report.trials, config.objective, original.gzip_bytes, original.latency_ms)
+    report.pareto = pareto_front(report.trials, config.objective, report.budget.direction)
     chart = _pareto_chart(report, original, config.objective, out_dir / AUTO_REPORTS[2])
     report.files = [str(out_dir / name) for name in AUTO_REPORTS if name.endswith(".png") is False or chart]
     report.peak_rss_bytes = max([peak_rss_bytes(), *(t.peak_rss_bytes or 0 for t in report.trials)])
@@ -318,7 +356,7 @@ def _resident_bytes() -> int | None:
 Runner = Callable[[TrialSpec], list[Trial]]
 
 
-def _runner(config: AutoConfig, trials_config: CompressConfig, session: CompressionSession, budget: float,
+def _runner(config: AutoConfig, trials_config: CompressConfig, session: CompressionSession, budget: Budget,
             jobs: int) -> tuple[Runner, str]:
     """The function that runs one trial, and how (fresh processes or this one)."""
     blocker = isolation_blocker(trials_config)
@@ -346,7 +384,7 @@ def _guarded(spec: TrialSpec, run: Callable[[], list[Trial]]) -> list[Trial]:
         if faults.is_environment_fault(exc):
             raise
         error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
-    return [Trial(name=spec.name, gzip_bytes=None, accuracy=None, drop_points=None, latency_ms=None, passed=False,
+    return [Trial(name=spec.name, gzip_bytes=None, quality=None, drop=None, latency_ms=None, passed=False,
                   seconds=time.perf_counter() - began, error=error)]
 
 
@@ -367,7 +405,7 @@ def _stop_reason(config: AutoConfig, session: CompressionSession, started: int, 
 
 
 def _search(config: AutoConfig, session: CompressionSession, runner: Runner, jobs: int,
-            budget: float) -> tuple[list[Trial], Trial | None, str]:
+            budget: Budget) -> tuple[list[Trial], Trial | None, str]:
     """Runs candidates (and per-layer follow-ups) ``jobs`` at a time; returns trials, the best and why it stopped."""
     say, start = session.progress, time.perf_counter()
     pending = collections.deque(config.candidates)
@@ -398,7 +436,7 @@ def _search(config: AutoConfig, session: CompressionSession, runner: Runner, job
                 spec, rows = running.pop(future), future.result()
                 trials += rows
                 best = _best([best, *rows], config.objective)
-                _say_rows(say, rows)
+                _say_rows(say, rows, budget)
                 if spec.kind == "recipe" and spec.name in FOLLOW_UPS and not any(r.passed or r.error for r in rows):
                     follow_ups.append(TrialSpec(FOLLOW_UPS[spec.name], f"{spec.name}-layers"))
     return trials, best, stopped
@@ -409,13 +447,14 @@ def _best(trials: Sequence[Trial | None], objective: Objective) -> Trial | None:
     return min(passed, key=lambda t: _score(t, objective)) if passed else None
 
 
-def verdicts(trials: Sequence[Trial], best: Trial | None, budget: float, objective: Objective) -> dict[str, str]:
-    """Why each trial was chosen or rejected, by name.
+def verdicts(trials: Sequence[Trial], best: Trial | None, budget: Budget, objective: Objective) -> dict[str, str]:
+    """Why each trial was chosen or rejected, by name, in the driving metric's terms.
 
     Example:
-        >>> rows = [Trial("a", 100, 0.90, 0.5, 2.0, True, 1.0), Trial("b", 50, 0.80, 10.5, 1.0, False, 1.0)]
-        >>> verdicts(rows, rows[0], 1.0, Objective.LATENCY)["b"]
-        'rejected: drops 10.50 points, over the 1-point budget'
+        >>> budget = Budget("accuracy", "higher", 100.0, "%", max_drop=1.0, original=91.0)
+        >>> rows = [Trial("a", 100, 90.5, 0.5, 2.0, True, 1.0), Trial("b", 50, 80.5, 10.5, 1.0, False, 1.0)]
+        >>> verdicts(rows, rows[0], budget, Objective.LATENCY)["b"]
+        'rejected: accuracy worsens by 10.5 points, over the 1 point budget'
     """
     unit, what = ("ms", "latency") if objective is Objective.LATENCY else ("bytes gzip", "size")
     out = {}
@@ -423,55 +462,65 @@ def verdicts(trials: Sequence[Trial], best: Trial | None, budget: float, objecti
         if trial.error:
             out[trial.name] = f"rejected: could not be made ({trial.error[:120]})"
         elif not trial.passed:
-            out[trial.name] = f"rejected: drops {trial.drop_points:.2f} points, over the {budget:g}-point budget"
+            out[trial.name] = f"rejected: {budget.verdict(trial.quality)}"
         elif trial is best:
             out[trial.name] = (f"chosen: the lowest {what} within the budget ({_score(trial, objective):g} {unit}; "
-                               f"drops {trial.drop_points:.2f} points)")
+                               f"{budget.metric} {budget.value(trial.quality)}, {_worse(trial.drop, budget)})")
         else:
             out[trial.name] = (f"rejected: within the budget, but {what} {_score(trial, objective):g} {unit} against "
                                f"{_score(best, objective):g} {unit} for {best.name}" if best else "rejected")
     return out
 
 
-def _say_rows(say: Callable[[str], None], rows: Sequence[Trial]) -> None:
+def _worse(drop: float | None, budget: Budget) -> str:
+    if drop is None:
+        return "drop unknown"
+    return f"{budget.amount(drop)} worse than the original" if drop >= 0 else \
+        f"{budget.amount(-drop)} better than the original"
+
+
+def _say_rows(say: Callable[[str], None], rows: Sequence[Trial], budget: Budget) -> None:
     for trial in rows:
         if trial.error:
             say(f"  {trial.name}: could not be made ({trial.error}); the search goes on")
         else:
-            say(f"  {trial.name}: {format_bytes(trial.gzip_bytes)} gzip, accuracy {100 * trial.accuracy:.2f}% "
-                f"(drop {trial.drop_points:.2f} pts) -> {'passed' if trial.passed else 'failed'}")
+            say(f"  {trial.name}: {format_bytes(trial.gzip_bytes)} gzip, {budget.metric} {budget.value(trial.quality)} "
+                f"({_worse(trial.drop, budget)}) -> {'passed' if trial.passed else 'failed'}")
 
 
-def pareto_front(trials: Sequence[Trial], objective: Objective, original_gzip: int | None = None,
-                 original_latency: float | None = None) -> list[str]:
-    """Names of the measured trials no other trial beats on both cost (gzip or latency) and accuracy, cheapest first.
+def pareto_front(trials: Sequence[Trial], objective: Objective, direction: str = "higher") -> list[str]:
+    """Names of the measured trials no other trial beats on both cost (gzip or latency) and quality, cheapest first.
 
     Example:
-        >>> rows = [Trial("a", 100, 0.90, 1.0, 1.0, True, 1.0), Trial("b", 200, 0.85, 6.0, 1.0, False, 1.0)]
+        >>> rows = [Trial("a", 100, 90.0, 1.0, 1.0, True, 1.0), Trial("b", 200, 85.0, 6.0, 1.0, False, 1.0)]
         >>> pareto_front(rows, Objective.SIZE)
         ['a']
     """
-    measured = [t for t in trials if t.accuracy is not None and _score(t, objective) is not None]
-    measured.sort(key=lambda t: (_score(t, objective), -t.accuracy))
-    front, best_accuracy = [], -1.0
+    measured = [t for t in trials if t.quality is not None and _score(t, objective) is not None]
+    # quality as "higher is better" (the drop is the worsening whatever the metric's direction)
+    goodness = {t.name: -t.drop if t.drop is not None else (t.quality if direction == "higher" else -t.quality)
+                for t in measured}
+    measured.sort(key=lambda t: (_score(t, objective), -goodness[t.name]))
+    front, best = [], float("-inf")
     for trial in measured:
-        if trial.accuracy > best_accuracy:
+        if goodness[trial.name] > best:
             front.append(trial.name)
-            best_accuracy = trial.accuracy
+            best = goodness[trial.name]
     return front
 
 
 def _pareto_chart(report: AutoReport, original: Any, objective: Objective, path: Path) -> Path | None:
-    measured = [t for t in report.trials if t.accuracy is not None and _score(t, objective) is not None]
-    if not measured:
+    measured = [t for t in report.trials if t.quality is not None and _score(t, objective) is not None]
+    if not measured or report.original_quality is None:
         return None
-    size = objective is Objective.SIZE
+    size, budget = objective is Objective.SIZE, report.budget
     names = ["original", *(t.name for t in measured)]
     costs = [original.gzip_bytes / 1024 if size else original.latency_ms,
              *((t.gzip_bytes / 1024 if size else t.latency_ms) for t in measured)]
-    accuracy = [100 * report.original_accuracy, *(100 * t.accuracy for t in measured)]
-    return plots.pareto(names, costs, accuracy, set(report.pareto), "gzip size (KiB)" if size else "latency (ms)",
-                        100 * report.original_accuracy - report.budget_points, path)
+    quality = [report.original_quality, *(t.quality for t in measured)]
+    return plots.pareto(names, costs, quality, set(report.pareto), "gzip size (KiB)" if size else "latency (ms)",
+                        budget.worst_allowed(), path, ylabel=f"{budget.metric} {budget.unit}".strip(),
+                        higher_is_better=budget.direction != "lower")
 
 
 def _publish_choice(config: AutoConfig, session: CompressionSession, best: Trial | None,

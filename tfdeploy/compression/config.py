@@ -21,6 +21,7 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.model.data import Dataset
 from tfdeploy.model.loading import LoadedModel, ModelFormat
 from tfdeploy.progress import ProgressLike
+from tfdeploy.quality.plan import MetricRef
 
 REPORT_FILES = ("report.json", "report.md", "report.png")
 
@@ -36,6 +37,9 @@ class CompressConfig:
         data: ``.npz``/image directory path or a :class:`~tfdeploy.model.data.Dataset` for
             fine-tuning, calibration and evaluation.
         output: The output accuracy is measured on (default: the first classification head).
+        metrics: What every variant is judged by: ``NAME``, ``NAME=PARAM`` or ``module:function``, each
+            optionally ``@OUTPUT`` (``auc@click``); the first drives ``--auto`` (empty: the model's
+            compiled metrics, else defaults by output head; see docs/compress.md, "How variants are judged").
         epochs: Fine-tune epochs of the recipes that train.
         batch_size: Fine-tune batch size.
         learning_rate: Fine-tune learning rate (Adam).
@@ -52,10 +56,11 @@ class CompressConfig:
         student: ``distill``'s student: a Keras model file taking the teacher's inputs and giving
             its outputs (``None``: a narrower copy of the teacher at ``student_width``).
         student_width: Width of the narrower copy, as a fraction of the teacher's (0.5: half the channels).
-        temperature: ``distill``: how much the teacher's class scores are softened (1: not at all).
+        temperature: ``distill``: how much the teacher's class scores are softened (1: not at all; higher
+            values pass on more of the teacher's ranking of the wrong classes and suit long runs).
         hard_label_weight: ``distill``: weight of the labels next to the teacher (0: teacher only).
         distill_epochs: ``distill``: epochs of training the student.
-        distill_learning_rate: ``distill``: Adam's initial rate, decayed along a cosine.
+        distill_learning_rate: ``distill``: Adam's rate, held for 80 % of the steps, then decayed linearly to 0.
         select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         latency_repeats: Timed single-example calls per variant.
         seed: Seed for sampling calibration/synthetic inputs.
@@ -70,6 +75,7 @@ class CompressConfig:
     recipes: Sequence[Recipe] = (Recipe.STRIP,)
     data: str | os.PathLike | Dataset | None = None
     output: str | None = None
+    metrics: Sequence[str] = ()
     epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 5e-4
@@ -83,7 +89,7 @@ class CompressConfig:
     weight_algorithm: WeightAlgorithm = WeightAlgorithm.OCTAV
     student: str | os.PathLike | None = None
     student_width: float = 0.5
-    temperature: float = 4.0
+    temperature: float = 1.0
     hard_label_weight: float = 0.1
     distill_epochs: int = 10
     distill_learning_rate: float = 2e-3
@@ -102,6 +108,9 @@ class CompressConfig:
             self.recipes = Recipe.parse_list(",".join(str(r) for r in self.recipes))
         if self.layer_plan is not None:
             self.layer_plan = LayerPlan.parse(self.layer_plan)
+        if isinstance(self.metrics, str):
+            self.metrics = (self.metrics,)
+        self.metrics = tuple(str(m) for m in self.metrics)
 
     def validate(self) -> None:
         """Raises TfdeployError naming the first invalid field."""
@@ -119,6 +128,8 @@ class CompressConfig:
                                 f"temperature={self.temperature}, hard_label_weight={self.hard_label_weight}")
         if self.student is not None and not Path(self.student).exists():
             raise TfdeployError(f"The student model file does not exist. Received: student={str(self.student)!r}")
+        for spec in self.metrics:
+            MetricRef.parse(spec).spec()  # an unknown name or an unimportable function fails before any work
         for name in ("epochs", "batch_size", "calibration_samples", "latency_repeats", "distill_epochs"):
             if getattr(self, name) < 1:
                 raise TfdeployError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")

@@ -3,16 +3,17 @@
 Each output the student gives is trained towards the teacher's values for it:
 
 * class scores: ``T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))`` (Hinton et al., 2015), where ``z``
-  are logits, or log-probabilities for softmax outputs; where the data has labels, the hard
+  are logits (log-probabilities for a teacher that gives probabilities); where the data has labels, the hard
   cross-entropy is mixed in with weight ``hard_label_weight``;
 * a single sigmoid unit: the same with ``sigmoid(z / T)``;
 * anything else: mean squared error to the teacher's values (and to the labels, mixed in).
 
 The teacher's values are computed once, in inference mode (Dropout off, BatchNormalization on its
 moving statistics), by the session's predictor of the original. Training reuses
-:func:`~tfdeploy.compression.finetune.fit` (tf.data, either Keras, progress) with a cosine-decayed
-learning rate, and the student is scored against the teacher on the validation inputs before
-training and after every epoch.
+:func:`~tfdeploy.compression.finetune.fit` (tf.data, either Keras, progress) with the rate held for
+most of the run and decayed over its last fifth, and the student is scored against the teacher on
+the validation inputs before training and after every epoch. Losses read the student's logits
+where Keras kept them (a softmax or sigmoid head), as Keras's own cross-entropies do.
 
 Example:
     >>> result = distill(student, teacher_outputs, data.x, data.y, DistillOptions(epochs=5), score)  # doctest: +SKIP
@@ -35,6 +36,9 @@ from tfdeploy.measure.predictors import keras_predictor
 from tfdeploy.progress import as_progress
 
 NO_LABEL = -1.0
+# The last fifth of the steps decays the rate to 0: a cosine over the whole run halved what a small
+# student learned in 10 epochs (docs/compress.md, "Distillation").
+DECAY_FRACTION = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +50,11 @@ class DistillOptions:
         hard_label_weight: Weight of the labels' loss, where the data has labels (0: teacher only).
         epochs: Passes over the training data.
         batch_size: Samples per step.
-        learning_rate: Adam's initial rate, decayed to 0 along a cosine over the run.
+        learning_rate: Adam's rate, held for the first 80 % of the steps, then decayed linearly to 0.
         seed: Seed of shuffling.
     """
 
-    temperature: float = 4.0
+    temperature: float = 1.0
     hard_label_weight: float = 0.1
     epochs: int = 10
     batch_size: int = 64
@@ -60,17 +64,22 @@ class DistillOptions:
 
 @dataclasses.dataclass(frozen=True)
 class EpochScore:
-    """The student against the teacher on the validation inputs after ``epoch`` epochs (0: untrained)."""
+    """The student on the validation inputs after ``epoch`` epochs (0: untrained): top-1 agreement with the
+    teacher, the run's driving metric (``metric``, raw ``quality``) and the mean abs difference from the teacher."""
 
     epoch: int
     agreement: float | None
-    accuracy: float | None
+    quality: float | None
     mean_abs_diff: float
+    metric: str = ""
+    scale: float = 1.0
+    unit: str = ""
 
     def describe(self) -> str:
+        quality = "" if self.quality is None or self.metric == "agreement" else \
+            f"{self.metric} {self.quality * self.scale:.4g}{self.unit}"
         parts = [f"agreement with the teacher {100 * self.agreement:.1f}%" if self.agreement is not None else "",
-                 f"accuracy {100 * self.accuracy:.1f}%" if self.accuracy is not None else "",
-                 f"mean |student - teacher| {self.mean_abs_diff:.4g}"]
+                 quality, f"mean |student - teacher| {self.mean_abs_diff:.4g}"]
         return ", ".join(p for p in parts if p)
 
 
@@ -96,11 +105,25 @@ def _label_column(labels: np.ndarray | None, n: int, binary: bool) -> np.ndarray
     return labels.reshape(n, 1).astype("float32")
 
 
+def _student_logits(y_pred: Any, activation: str, probabilities: bool) -> Any:
+    """The student's logits: Keras's own where it kept them, else recovered from probabilities (clipped)."""
+    if not probabilities:
+        return y_pred
+    logits = backend.logits_of(y_pred, activation)
+    if logits is not None:
+        return logits
+    tf = backend.tf()
+    if activation == "softmax":
+        return tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+    p = tf.clip_by_value(y_pred, 1e-7, 1 - 1e-7)
+    return tf.math.log(p / (1 - p))
+
+
 def _class_loss(classes: int, temperature: float, weight: float, probabilities: bool) -> Callable[[Any, Any], Any]:
     def loss(y_true: Any, y_pred: Any) -> Any:
         tf = backend.tf()
         soft, label = y_true[:, :classes], y_true[:, classes]
-        z = tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0)) if probabilities else y_pred
+        z = _student_logits(y_pred, "softmax", probabilities)
         kd = tf.reduce_sum(soft * (tf.math.log(tf.clip_by_value(soft, 1e-12, 1.0)) - tf.nn.log_softmax(z / temperature)),
                            axis=-1) * temperature ** 2
         hard = -tf.reduce_sum(tf.one_hot(tf.cast(tf.maximum(label, 0.0), "int32"), classes) * tf.nn.log_softmax(z), -1)
@@ -115,12 +138,13 @@ def _binary_loss(temperature: float, weight: float, probabilities: bool) -> Call
     def loss(y_true: Any, y_pred: Any) -> Any:
         tf = backend.tf()
         soft, label = y_true[:, 0], y_true[:, 1]
-        p = tf.clip_by_value(y_pred[:, 0], 1e-7, 1 - 1e-7) if probabilities else tf.sigmoid(y_pred[:, 0])
-        z = tf.math.log(p / (1 - p))
-        soft_student = tf.sigmoid(z / temperature)
-        kd = -(soft * tf.math.log(soft_student + 1e-12) + (1 - soft) * tf.math.log(1 - soft_student + 1e-12))
-        hard_label = tf.maximum(label, 0.0)
-        hard = -(hard_label * tf.math.log(p) + (1 - hard_label) * tf.math.log(1 - p))
+        z = _student_logits(y_pred, "sigmoid", probabilities)[:, 0]
+
+        def cross_entropy(target: Any, logits: Any) -> Any:
+            return target * tf.nn.softplus(-logits) + (1 - target) * tf.nn.softplus(logits)
+
+        kd = cross_entropy(soft, z / temperature)
+        hard = cross_entropy(tf.maximum(label, 0.0), z)
         mix = weight * tf.cast(label >= 0, kd.dtype)
         return (1.0 - mix) * kd * temperature ** 2 + mix * hard
 
@@ -213,7 +237,7 @@ def distill(student: Any, teacher_io: ModelIO, teacher_outputs: Arrays, x: Array
 
     began = time.perf_counter()
     fit(student, x, targets, FitOptions(options.epochs, options.batch_size, options.learning_rate, options.seed,
-                                        cosine_decay=True),
+                                        decay_fraction=DECAY_FRACTION),
         callbacks=[backend.epoch_callback(backend.keras_module_for(student), after_epoch)], progress=progress,
         label="distill")
     losses = [f"{t.output}: {getattr(t.loss, '__name__', t.loss)} towards the {t.source}" for t in targets]
@@ -221,13 +245,15 @@ def distill(student: Any, teacher_io: ModelIO, teacher_outputs: Arrays, x: Array
 
 
 def scorer(evaluator: Any, outputs: Sequence[str]) -> Callable[[Any], EpochScore]:
-    """Scores a student on the evaluator's inputs: top-1 agreement with the teacher, accuracy, mean abs difference."""
+    """Scores a student on the evaluator's inputs: agreement with the teacher, the driving metric, mean abs difference."""
+    driving = evaluator.driving
+    spec = driving.spec()
 
     def score(model: Any) -> EpochScore:
-        predicted = keras_predictor(model, "student").predict(evaluator.x_eval)
-        diff = float(np.mean([np.mean(np.abs(predicted[k] - evaluator.reference[k])) for k in outputs]))
-        agreement = evaluator.agreement_of(predicted) if evaluator.head in predicted else None
-        accuracy = evaluator.accuracy_of(predicted) if evaluator.label_output in predicted else None
-        return EpochScore(0, agreement, accuracy, diff)
+        measured = evaluator.evaluate(keras_predictor(model, "student"))
+        diffs = [measured.values[k]["mean_abs_diff"] for k in outputs if k in measured.values]
+        agreement = measured.values.get(evaluator.head, {}).get("agreement") if evaluator.head else None
+        return EpochScore(0, agreement, measured.value(driving, evaluator.plan), float(np.mean(diffs)), str(driving),
+                          spec.scale, spec.unit)
 
     return score

@@ -45,7 +45,8 @@ class FitOptions:
             statistics (QAT: small batches of a data subset would otherwise move the statistics the
             quantizers' ranges are learned on). Pruning keeps them training: they re-centre the
             activations the removed weights changed.
-        cosine_decay: Decay the learning rate to 0 along a cosine over the run (training from scratch).
+        decay_fraction: The last fraction of the run over which the rate falls linearly to 0
+            (0: constant). Training from scratch (a distilled student) uses 0.2.
     """
 
     epochs: int = 2
@@ -53,7 +54,7 @@ class FitOptions:
     learning_rate: float = 5e-4
     seed: int = 0
     freeze_batch_norm: bool = False
-    cosine_decay: bool = False
+    decay_fraction: float = 0.0
 
 
 def produces_probabilities(info: TensorInfo, values: np.ndarray) -> bool:
@@ -141,9 +142,9 @@ def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, c
     try:
         view = trainable_view(model)
         rate: Any = options.learning_rate
-        if options.cosine_decay:
+        if options.decay_fraction:
             steps = steps_per_epoch(batch_size(x), options.batch_size) * options.epochs
-            rate = keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=steps)
+            rate = backend.decaying_rate(keras, options.learning_rate, steps, options.decay_fraction)
         view.compile(optimizer=keras.optimizers.Adam(rate), loss=[_loss(keras, t) for t in targets])
         callbacks = list(callbacks)
         if progress is not None:

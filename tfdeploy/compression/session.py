@@ -33,7 +33,7 @@ from tfdeploy.backend import KerasFlavour
 from tfdeploy.compression import bridge, students
 from tfdeploy.compression.config import REPORT_FILES, CompressConfig, keras_suffix, refuse_existing_outputs
 from tfdeploy.compression.finetune import FitOptions, Trainer
-from tfdeploy.compression.metrics import Evaluator
+from tfdeploy.compression.metrics import EvaluationChoice, Evaluator
 from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.recipes.distill import distilled_io
 from tfdeploy.compression.registry import CHAIN, Artifact
@@ -42,9 +42,10 @@ from tfdeploy.compression.tflite import FLEX_NOTE, Conversion, Converter, Tflite
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import ensure_writable, write_atomic
 from tfdeploy.io_spec import Arrays, ModelIO, synthesize
-from tfdeploy.measure.predictors import Predictor, keras_predictor, saved_model_predictor, tflite_predictor
-from tfdeploy.model.data import ModelData, default_label_output, read_data, require_two_classes
-from tfdeploy.model.loading import has_optimizer_state, load_model, save_model
+from tfdeploy.measure.predictors import (Predictor, check_batch_one, keras_predictor, saved_model_predictor,
+                                         tflite_predictor)
+from tfdeploy.model.data import ModelData, read_data, require_two_classes
+from tfdeploy.model.loading import has_optimizer_state, load_model, save_model, training_config
 from tfdeploy.progress import as_progress
 
 __all__ = ["CompressConfig", "CompressionReport", "CompressionSession", "VariantReport", "compress"]
@@ -105,13 +106,16 @@ class CompressionSession:
                                self.config.safe_mode)
 
     def _evaluator(self, original: Predictor) -> Evaluator:
-        data = self.data
-        x_eval = data.x_val if data is not None else synthesize(self.io, 64, np.random.default_rng(self.config.seed))
+        data, config = self.data, self.config
+        x_eval = data.x_val if data is not None else synthesize(self.io, 64, np.random.default_rng(config.seed))
         self.progress(f"Measuring the original on {len(next(iter(x_eval.values())))} samples")
-        labelled = data is not None and data.label_output is not None
-        return Evaluator(self.io, x_eval, data.y_val if labelled else None, data.label_output if labelled else None,
-                         self.config.output or default_label_output(self.io), original, self.loaded.path,
-                         self.config.latency_repeats)
+        choice = EvaluationChoice(config.metrics, training_config(self.loaded.path), self.loaded.path.name,
+                                  config.output or (data.label_output if data is not None else None))
+        evaluator = Evaluator(self.io, x_eval, data.y_val if data is not None else None, choice, original,
+                              self.loaded.path, config.latency_repeats)
+        plan = evaluator.plan
+        self.progress(f"  judged by {', '.join(map(str, plan.chosen))} ({plan.source}); --auto uses {plan.driving}")
+        return evaluator
 
     @property
     def is_keras(self) -> bool:
@@ -122,8 +126,9 @@ class CompressionSession:
         return self.evaluator.x_eval
 
     @property
-    def base_accuracy(self) -> float | None:
-        return self.evaluator.base_accuracy
+    def base_quality(self) -> float | None:
+        """The original's value of the driving metric (raw)."""
+        return self.evaluator.base_quality
 
     def original_predictor(self) -> Predictor:
         if self.is_keras:
@@ -156,10 +161,13 @@ class CompressionSession:
     def finish(self, variants: list[VariantReport]) -> CompressionReport:
         """The report of ``variants`` (original first), written as report.json/md/png."""
         result, data = self._bridge, self.data
+        plan = self.evaluator.plan
         report = CompressionReport(
             model=str(self.loaded.path), flavour=self.loaded.flavour.value, out_dir=str(self.out_dir),
             data=None if data is None else data.source, eval_samples=self.evaluator.samples,
             label_output=data.label_output if data else None, variants=variants,
+            metrics=[str(ref) for ref in plan.chosen], driving_metric=str(plan.driving), metric_source=plan.source,
+            metric_info=self.evaluator.metric_info(), metric_notes=list(plan.notes),
             bridge_max_abs_diff=None if result is None or result.model is self.loaded.model else result.max_abs_diff,
             bridge_notes=[] if result is None else result.notes, data_warnings=list(data.warnings) if data else [])
         for variant in report.variants:  # tracebacks belong in report.json, not in the table
@@ -254,12 +262,28 @@ class CompressionSession:
 
     def write_tflite(self, recipe: Recipe, conversion: Conversion, sparsity_model: Any = None,
                      notes: Sequence[str] = ()) -> Artifact:
-        path = write_atomic(self.target(recipe, ".tflite"), conversion.blob)
-        notes = [*notes, *conversion.notes]
+        """Checks the conversion runs at batch 1 (:meth:`runnable`), then writes it as the recipe's ``.tflite``."""
+        target, notes = self.target(recipe, ".tflite"), [*notes, *conversion.notes]
         if conversion.flex_ops:
             notes.append(FLEX_NOTE.format(ops=", ".join(conversion.flex_ops)))
-            return Artifact(path, None, sparsity_model, notes)
-        return Artifact(path, tflite_predictor(conversion.blob, self.name_of(recipe)), sparsity_model, notes)
+            return Artifact(write_atomic(target, conversion.blob), None, sparsity_model, notes)
+        predictor = self.runnable(conversion.blob, target)
+        return Artifact(write_atomic(target, conversion.blob), predictor, sparsity_model, notes)
+
+    def runnable(self, blob: bytes, target: Path) -> Predictor:
+        """A ``.tflite``'s predictor, once it has run at batch 1 and batch N on evaluation samples and agreed.
+
+        Raises:
+            TfdeployError: Naming the failing op; nothing is written, and a stale ``target`` from an
+                earlier run is removed.
+        """
+        predictor = tflite_predictor(blob, target.stem)
+        try:
+            check_batch_one(predictor, self.x_eval, target.name)
+        except TfdeployError:
+            target.unlink(missing_ok=True)
+            raise
+        return predictor
 
     def had_optimizer_state(self) -> bool:
         return has_optimizer_state(self.loaded.path)

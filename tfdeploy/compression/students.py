@@ -178,6 +178,10 @@ def from_file(path: str | os.PathLike, teacher_io: ModelIO, custom_objects: Any 
         raise TfdeployError(f"The student must be a Keras model to train (.keras, .h5 or a Keras SavedModel); this "
                             f"SavedModel has no Keras metadata. Received: student={str(path)!r}")
     model, notes = conform(loaded.model, teacher_io, str(path))
+    frozen = [layer.name for _, layer in backend.leaf_layers(loaded.model) if layer.weights and not layer.trainable]
+    if frozen:
+        notes.append(f"{len(frozen)} layers of the student are frozen (trainable=False) and keep their weights: "
+                     f"{_few(frozen)}")
     return Student(model, str(path), [f"student {loaded.path.name} ({loaded.flavour.value})", *notes])
 
 

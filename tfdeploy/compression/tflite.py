@@ -110,11 +110,13 @@ def converter_for(model: Any, io: ModelIO | None = None, batch: int | None = Non
 
     A SavedModel is the converter's best-supported input and works the same for Keras 3, tf_keras,
     TFMOT-wrapped models and plain SavedModels; its signature carries the model's named inputs.
+    String and integer lookups keep their static shapes (:func:`tfdeploy.backend.static_lookup_shapes`).
     """
     tf = backend.tf()
     io = io or backend.model_io(model)
     with tempfile.TemporaryDirectory(prefix="tfdeploy-tflite-") as tmp:
-        backend.write_inference_savedmodel(model, tmp, io, {"serving_default": batch})
+        with backend.static_lookup_shapes(model):  # else the flatbuffer fails at batch 1 (and int8 calibration)
+            backend.write_inference_savedmodel(model, tmp, io, {"serving_default": batch})
         yield tf.lite.TFLiteConverter.from_saved_model(tmp)
 
 

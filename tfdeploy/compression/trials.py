@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tfdeploy import backend
+from tfdeploy.compression.budget import Budget
 from tfdeploy.compression.config import CompressConfig
 from tfdeploy.compression.litert_quantization import (LayerPlan, mixed_assignment, plan_of, quantize_weights,
                                                       rank_sensitivity)
@@ -45,7 +46,6 @@ from tfdeploy.compression.tflite import converter_for, representative_dataset
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import write_atomic
 from tfdeploy.io_spec import Arrays
-from tfdeploy.measure.predictors import tflite_predictor
 from tfdeploy.measure.processes import PROGRESS_PREFIX, child_main, child_progress, peak_rss_bytes, run_child
 
 SELECTIVE_STEPS = (1, 2, 4, 8)  # layers kept in float after ptq-int8 misses, tried in turn
@@ -67,12 +67,16 @@ DISTILLED = "distill,distill+tflite,distill+ptq-int8"  # a student, then its flo
 
 @dataclasses.dataclass
 class Trial:
-    """One measured candidate (``error`` set when the candidate could not be made)."""
+    """One measured candidate (``error`` set when the candidate could not be made).
+
+    ``quality`` is the driving metric and ``drop`` how much worse than the original it is, both in the
+    metric's reporting units (accuracy in %, drops in points).
+    """
 
     name: str
     gzip_bytes: int | None
-    accuracy: float | None
-    drop_points: float | None
+    quality: float | None
+    drop: float | None
     latency_ms: float | None
     passed: bool
     seconds: float
@@ -85,38 +89,37 @@ class Trial:
     error: str | None = None
 
 
-def trial_of(variant: VariantReport, original_accuracy: float, budget: float, seconds: float,
-             kept: Sequence[str] = (), plan: LayerPlan | None = None) -> Trial:
-    """A :class:`Trial` row from a measured variant."""
-    if variant.failed or variant.accuracy is None:
-        return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=None, drop_points=None,
+def trial_of(variant: VariantReport, budget: Budget, seconds: float, kept: Sequence[str] = (),
+             plan: LayerPlan | None = None) -> Trial:
+    """A :class:`Trial` row from a measured variant, judged by ``budget``."""
+    raw = variant.summary.get(budget.metric)
+    if variant.failed or raw is None:
+        return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, quality=None, drop=None,
                      latency_ms=variant.latency_ms, passed=False, seconds=seconds,
-                     error=variant.error or "not measurable here (see the compress report notes)")
-    drop = 100 * (original_accuracy - variant.accuracy)
-    return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, accuracy=variant.accuracy, drop_points=drop,
-                 latency_ms=variant.latency_ms, passed=drop <= budget + 1e-9, seconds=seconds,
+                     error=variant.error or f"{budget.metric} not measurable here (see the compress report notes)")
+    quality = raw * budget.scale
+    return Trial(name=variant.name, gzip_bytes=variant.gzip_bytes, quality=quality, drop=budget.drop(quality),
+                 latency_ms=variant.latency_ms, passed=budget.allows(quality), seconds=seconds,
                  kept_float=list(kept), layers=dict(variant.layers), plan=None if plan is None else plan.to_dict(),
                  path=variant.path or "", runtime=variant.runtime)
 
 
-def run_trial(session: CompressionSession, spec: TrialSpec, budget_points: float) -> list[Trial]:
+def run_trial(session: CompressionSession, spec: TrialSpec, budget: Budget) -> list[Trial]:
     """Makes and measures what ``spec`` names (a per-layer search yields one row per plan it tried)."""
-    base = session.base_accuracy
-    assert base is not None
     if spec.kind == "recipe":
         began = time.perf_counter()
         variant = session.run_recipe(Recipe(spec.name))
-        return [trial_of(variant, base, budget_points, time.perf_counter() - began)]
+        return [trial_of(variant, budget, time.perf_counter() - began)]
     if spec.kind == "distill":
-        return distilled_student(session, spec, base, budget_points)
+        return distilled_student(session, spec, budget)
     searches = {"int8-float-layers": int8_float_layers, "int4-layers": int4_layers}
     if spec.kind not in searches:
         raise TfdeployError(f"Unknown trial kind; use recipe, distill, {', '.join(searches)}. "
                             f"Received: kind={spec.kind!r}")
-    return searches[spec.kind](session, base, budget_points)
+    return searches[spec.kind](session, budget)
 
 
-def distilled_student(session: CompressionSession, spec: TrialSpec, base: float, budget_points: float) -> list[Trial]:
+def distilled_student(session: CompressionSession, spec: TrialSpec, budget: Budget) -> list[Trial]:
     """A distilled student and its float32 and int8 TFLite versions, one row each (named ``spec.name``, ``+tflite``...)."""
     prefix = spec.name[:-len("distill")]
     changes = {} if spec.width is None else {"student": None, "student_width": spec.width}
@@ -125,7 +128,7 @@ def distilled_student(session: CompressionSession, spec: TrialSpec, base: float,
     for recipe in Recipe.parse_list(DISTILLED):
         began = time.perf_counter()
         variant = student.run_recipe(recipe)
-        rows.append(trial_of(variant, base, budget_points, time.perf_counter() - began))
+        rows.append(trial_of(variant, budget, time.perf_counter() - began))
         if variant.failed and recipe is Recipe.DISTILL:  # its TFLite versions would fail the same way
             break
     return rows
@@ -183,12 +186,13 @@ def _selective_int8(session: CompressionSession, denylisted: Sequence[str], repr
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted))
     with converter_for(session.loaded.model, session.io) as converter:
         blob = bytes(_debugger(session, converter, representative, options).get_nondebug_quantized_model())
-    path = write_atomic(session.out_dir / f"{name}.tflite", blob)
-    artifact = Artifact(path, tflite_predictor(blob, name), None, [f"kept in float: {', '.join(denylisted)}"])
+    target = session.out_dir / f"{name}.tflite"
+    predictor = session.runnable(blob, target)
+    artifact = Artifact(write_atomic(target, blob), predictor, None, [f"kept in float: {', '.join(denylisted)}"])
     return session.measure(name, artifact, time.perf_counter() - start)
 
 
-def int8_float_layers(session: CompressionSession, base: float, budget: float) -> list[Trial]:
+def int8_float_layers(session: CompressionSession, budget: Budget) -> list[Trial]:
     """int8 with the 1, 2, 4, 8 worst tensors in float, until one meets the budget."""
     representative = session.representative()
     session.progress("  int8 misses the budget: ranking layers by quantization error (TFLite quantization debugger)")
@@ -199,7 +203,7 @@ def int8_float_layers(session: CompressionSession, base: float, budget: float) -
         kept = [name for name, _ in ranked[:count]]
         began = time.perf_counter()
         variant = _selective_int8(session, kept, representative, f"ptq-int8-float{count}")
-        trials.append(trial_of(variant, base, budget, time.perf_counter() - began, kept))
+        trials.append(trial_of(variant, budget, time.perf_counter() - began, kept))
         if trials[-1].passed:
             break
     return trials
@@ -208,7 +212,7 @@ def int8_float_layers(session: CompressionSession, base: float, budget: float) -
 # --- int4 with the most sensitive layers at int8 (LiteRT quantizer) -------------------------------
 
 
-def int4_layers(session: CompressionSession, base: float, budget: float) -> list[Trial]:
+def int4_layers(session: CompressionSession, budget: Budget) -> list[Trial]:
     """The fewest sensitivity-ranked layers kept at int8 (binary search) that bring int4 within the budget."""
     float_blob, algorithm = float_tflite(session), session.config.weight_algorithm
     session.progress("  int4 misses the budget: ranking layers by int4 sensitivity (LiteRT quantizer)")
@@ -219,7 +223,7 @@ def int4_layers(session: CompressionSession, base: float, budget: float) -> list
 
     def measure(keep: int) -> Trial:
         if keep not in tried:
-            tried[keep] = _int4_plan(session, ops, ranked, keep, algorithm, base, budget)
+            tried[keep] = _int4_plan(session, ops, ranked, keep, algorithm, budget)
         return tried[keep]
 
     low, high = 1, len(ranked)
@@ -232,7 +236,7 @@ def int4_layers(session: CompressionSession, base: float, budget: float) -> list
 
 
 def _int4_plan(session: CompressionSession, ops: Sequence[backend.WeightedOp], ranked: Sequence[Any], keep: int,
-               algorithm: Any, base: float, budget: float) -> Trial:
+               algorithm: Any, budget: Budget) -> Trial:
     began, name = time.perf_counter(), f"ptq-int4-int8x{keep}"
     assignment = mixed_assignment(ops, ranked, keep)
     blob, notes = quantize_weights(float_tflite(session), assignment, algorithm)
@@ -240,7 +244,7 @@ def _int4_plan(session: CompressionSession, ops: Sequence[backend.WeightedOp], r
     artifact = write_quantized(session, name, blob, [f"{keep} most sensitive layer(s) at int8", *notes],
                                path=session.out_dir / f"{name}.tflite")
     variant = session.measure(name, artifact, time.perf_counter() - began)
-    return trial_of(variant, base, budget, time.perf_counter() - began, plan=plan)
+    return trial_of(variant, budget, time.perf_counter() - began, plan=plan)
 
 
 # --- in a fresh process -----------------------------------------------------------------------------
@@ -281,10 +285,11 @@ def config_from_json(values: dict[str, Any], progress: Any) -> CompressConfig:
     return CompressConfig(**fields, progress=progress)
 
 
-def run_isolated(config: CompressConfig, spec: TrialSpec, budget_points: float, on_line: Callable[[str], None],
+def run_isolated(config: CompressConfig, spec: TrialSpec, budget: Budget, on_line: Callable[[str], None],
                  timeout: float, env: dict[str, str] | None = None) -> list[Trial]:
     """:func:`run_trial` in a fresh process; returns its rows, each with the child's peak memory."""
-    payload = json.dumps({"config": config_to_json(config), "spec": dataclasses.asdict(spec), "budget": budget_points})
+    payload = json.dumps({"config": config_to_json(config), "spec": dataclasses.asdict(spec),
+                          "budget": dataclasses.asdict(budget)})
     def progress_line(line: str) -> None:
         if line.startswith(PROGRESS_PREFIX):
             on_line(line[len(PROGRESS_PREFIX):])
@@ -300,7 +305,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     request = json.loads(args.request)
     progress = LineProgress(child_progress)
     session = CompressionSession(config_from_json(request["config"], progress))
-    trials = run_trial(session, TrialSpec(**request["spec"]), request["budget"])
+    trials = run_trial(session, TrialSpec(**request["spec"]), Budget(**request["budget"]))
     rows = [{k: v for k, v in dataclasses.asdict(t).items() if k != "peak_rss_bytes"} for t in trials]
     return {"trials": rows, "peak_rss_bytes": peak_rss_bytes()}
 

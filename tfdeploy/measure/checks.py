@@ -30,7 +30,9 @@ from tfdeploy.model.data import Dataset, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, sample, synthesize, top1
 from tfdeploy.measure.predictors import Predictor, predictor_for_file
-from tfdeploy.model.loading import is_plain_saved_model, load_model
+from tfdeploy.model.loading import is_plain_saved_model, load_model, training_config
+from tfdeploy.quality.evaluation import Measured, measure_outputs
+from tfdeploy.quality.plan import QualityPlan, build_plan
 from tfdeploy.report import Block, Table, Text, Report
 from tfdeploy.runtime import op_determinism_enabled
 
@@ -168,10 +170,17 @@ def check_inputs(io: ModelIO, data: str | os.PathLike | Dataset | None, samples:
     Example:
         >>> x = check_inputs(predictor.io, None, samples=16, seed=0)     # doctest: +SKIP
     """
+    return labelled_inputs(io, data, samples, seed)[0]
+
+
+def labelled_inputs(io: ModelIO, data: str | os.PathLike | Dataset | None, samples: int,
+                    seed: int) -> tuple[Arrays, Arrays | None]:
+    """:func:`check_inputs` and the same samples' labels (``None`` without labelled data)."""
     if data is None:
-        return synthesize(io, samples, np.random.default_rng(seed))
+        return synthesize(io, samples, np.random.default_rng(seed)), None
     bound = read_data(data, io, hold_out=False)
-    return {k: as_feed(v, io.input(k)) for k, v in sample(bound.x_val, samples, seed=seed).items()}
+    x = {k: as_feed(v, io.input(k)) for k, v in sample(bound.x_val, samples, seed=seed).items()}
+    return x, None if bound.y_val is None else sample(bound.y_val, samples, seed=seed)
 
 
 def _hash(outputs: Arrays) -> str:
@@ -285,8 +294,20 @@ class ParityResult:
 
 
 @dataclasses.dataclass
+class QualityRow:
+    """One chosen metric of one artifact, in reporting units, next to the source's."""
+
+    artifact: str
+    metric: str
+    value: float | None
+    source_value: float | None
+    drop: float | None
+    unit: str
+
+
+@dataclasses.dataclass
 class ParityReport(Report):
-    """Outcome of :func:`check_parity`: one result per artifact and output."""
+    """Outcome of :func:`check_parity`: one result per artifact and output, and each artifact's chosen metrics."""
 
     source: str
     samples: int
@@ -294,6 +315,8 @@ class ParityReport(Report):
     rtol: float
     min_agreement: float
     results: list[ParityResult]
+    metrics: list[str] = dataclasses.field(default_factory=list)
+    quality: list[QualityRow] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -305,10 +328,14 @@ class ParityReport(Report):
     def blocks(self) -> list[Block]:
         rows = [("PASS" if r.passed else "FAIL", Path(r.artifact).name, r.output, r.runtime, r.max_abs_diff,
                  r.max_rel_diff, r.agreement, r.worst_sample, r.reason) for r in self.results]
+        quality = [(Path(q.artifact).name, f"{q.metric} {q.unit}".strip(), q.value, q.source_value, q.drop)
+                    for q in self.quality]
         return [Text(f"parity with {self.source} on {self.samples} samples (atol {self.atol}, rtol {self.rtol}, min "
                      f"agreement {self.min_agreement})"),
                 Table(rows, header=("", "artifact", "output", "runtime", "max abs", "max rel", "top-1 agreement",
-                                    "worst sample", ""))]
+                                    "worst sample", "")),
+                *([Text(f"judged by {', '.join(self.metrics)}"),
+                   Table(quality, header=("artifact", "metric", "value", "source", "drop"))] if quality else [])]
 
 
 def _compare(artifact: str, runtime: str, name: str, expected: np.ndarray, actual: np.ndarray, binary: bool,
@@ -336,12 +363,13 @@ def _compare(artifact: str, runtime: str, name: str, expected: np.ndarray, actua
 def check_parity(source: str | os.PathLike, artifacts: Sequence[str | os.PathLike],
                  data: str | os.PathLike | Dataset | None = None, samples: int = 256, atol: float = 1e-3,
                  min_agreement: float = 0.99, seed: int = 0, custom_objects: Mapping[str, Any] | None = None,
-                 rtol: float = 0.0, safe_mode: bool = True) -> ParityReport:
+                 rtol: float = 0.0, safe_mode: bool = True, metrics: Sequence[str] = ()) -> ParityReport:
     """Compares every output of each artifact with the source model's on the same inputs.
 
     An output passes when its max abs difference is ≤ ``atol + rtol × max|source output|`` or, for
     class scores, its top-1 agreement is ≥ ``min_agreement`` (quantized models differ in value but
-    must agree on the class).
+    must agree on the class). Each artifact is also judged by ``metrics`` (``--metric``; default: the
+    source's compiled metrics, else by output head, or fidelity without labels) next to the source.
 
     Example:
         >>> check_parity("model.keras", ["out/ptq-int8.tflite"], data="data.npz").passed   # doctest: +SKIP
@@ -350,9 +378,12 @@ def check_parity(source: str | os.PathLike, artifacts: Sequence[str | os.PathLik
     if not artifacts:
         raise TfdeployError("Give at least one artifact to compare. Received: artifacts=[]")
     reference = predictor_for_file(source, custom_objects=custom_objects, safe_mode=safe_mode)
-    x = check_inputs(reference.io, data, samples, seed)
-    expected = {k: v.astype(np.float64) for k, v in reference.predict(x).items()}
-    results = []
+    x, labels = labelled_inputs(reference.io, data, samples, seed)
+    raw = reference.predict(x)
+    expected = {k: v.astype(np.float64) for k, v in raw.items()}
+    plan = build_plan(reference.io, raw, labels, metrics, training_config(source), compiled_from=Path(source).name)
+    base = measure_outputs(plan, labels, raw)
+    results, quality = [], []
     for artifact in artifacts:
         if not Path(artifact).exists():
             raise TfdeployError(f"No artifact at this path. Received: path={str(artifact)!r}")
@@ -369,5 +400,16 @@ def check_parity(source: str | os.PathLike, artifacts: Sequence[str | os.PathLik
                                     f"path={str(artifact)!r}")
             results.append(_compare(str(artifact), predictor.runtime, info.name, expected[info.name],
                                     actual[info.name].astype(np.float64), info.is_binary, atol, rtol, min_agreement))
+        quality += _quality_rows(str(artifact), plan, base, measure_outputs(plan, labels, raw, actual))
     return ParityReport(source=str(source), samples=batch_size(x), atol=atol, rtol=rtol, min_agreement=min_agreement,
-                        results=results)
+                        results=results, metrics=[str(ref) for ref in plan.chosen], quality=quality)
+
+
+def _quality_rows(artifact: str, plan: QualityPlan, base: Measured, measured: Measured) -> list[QualityRow]:
+    rows = []
+    for ref in plan.chosen:
+        spec = ref.spec()
+        drop = measured.drop(base, ref, plan)
+        rows.append(QualityRow(artifact, str(ref), measured.shown(ref, plan), base.shown(ref, plan),
+                               None if drop is None else drop * spec.scale, spec.unit))
+    return rows

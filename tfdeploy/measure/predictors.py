@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -191,6 +192,38 @@ def tflite_predictor(source: str | os.PathLike | bytes, name: str = "tflite", th
 
     return Predictor(name=name, runtime=f"{runtime} ({threads} thread{'s' if threads > 1 else ''})", io=io,
                      predict_batch=predict_batch, fixed_batch=fixed_batch, loaded=interpreter)
+
+
+def check_batch_one(predictor: Predictor, samples: Arrays, what: str) -> None:
+    """Invokes a freshly made predictor with one sample per call, then with all of them at once: both must work and
+    agree (a model can convert, run at batch N and still crash at batch 1 when the flatbuffer's shapes are wrong).
+
+    Raises:
+        TfdeployError: Naming the failing op, or the output that differs between the batch sizes.
+
+    Example:
+        >>> check_batch_one(tflite_predictor(blob), x_val, "ptq-int8.tflite")     # doctest: +SKIP
+    """
+    count = min(batch_size(samples), 4)
+    if count == 0 or predictor.fixed_batch:  # a fixed-batch model is only ever called at its own batch
+        return
+    first = take(samples, slice(0, count))
+    try:
+        alone = concat(predictor.predict_batch(take(first, slice(i, i + 1))) for i in range(count))
+        together = predictor.predict_batch(first)
+    except Exception as exc:  # the runtime's error names the node and its op
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        op = re.search(r"Node number (\d+) \((\w+)\)", str(exc))
+        where = f"op {op.group(2)} (node {op.group(1)})" if op else "the runtime"
+        raise TfdeployError(f"{what} fails when called with one sample (batch 1) in {where}: {text[:240]}. A LiteRT or "
+                            "TF Serving client sending single requests would crash, so it is not kept. "
+                            "Received: batch=1") from exc
+    for name, values in together.items():
+        diff = float(np.max(np.abs(alone[name].astype("float64") - values.astype("float64")), initial=0.0))
+        if diff > 1e-3 * max(1.0, float(np.max(np.abs(values), initial=0.0))):
+            raise TfdeployError(f"{what} gives different outputs at batch 1 and batch {count}: output {name!r} differs by "
+                                f"{diff:.3g}, so single requests would be answered differently; it is not kept. "
+                                f"Received: batch=1")
 
 
 def predictor_for_file(path: str | os.PathLike, name: str | None = None, custom_objects: Any = None,

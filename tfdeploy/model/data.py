@@ -336,6 +336,18 @@ def _class_ids(y: np.ndarray, classes: int, key: str) -> np.ndarray:
     return flat.astype("int64")
 
 
+def _multi_hot(y: np.ndarray, info: TensorInfo, key: str) -> None:
+    """Labels of independent sigmoid units: 0/1 per unit, in the output's shape."""
+    fits = y.ndim == len(info.shape) + 1 and all(e is None or e == a for e, a in zip(info.shape, y.shape[1:]))
+    if not fits:
+        raise TfdeployError(f"Labels {key!r} have shape {y.shape[1:]} per sample; output {info.name!r} has "
+                            f"{len(info.shape) and info.shape[-1]} independent sigmoid units and takes 0/1 per unit in "
+                            f"its shape {info.shape}. Received: {key}.shape={y.shape}")
+    if y.dtype.kind not in "iufb" or not np.isin(y, (0, 1)).all():
+        raise TfdeployError(f"Labels {key!r} of the multi-label output {info.name!r} must be 0 or 1 per unit. "
+                            f"Received: {key}.dtype={y.dtype}")
+
+
 def _check_label_values(labels: Arrays | None, io: ModelIO, field: str) -> None:
     """Label kind and range per output: class ids within the output's classes, finite targets."""
     for name, y in (labels or {}).items():
@@ -344,21 +356,32 @@ def _check_label_values(labels: Arrays | None, io: ModelIO, field: str) -> None:
         classes = info.shape[0] if len(info.shape) == 1 and info.shape[0] else 0
         if name in io.classification_outputs():
             _class_ids(y, 2 if info.is_binary else classes, key)
+        elif info.is_multilabel:
+            _multi_hot(y, info, key)
         elif y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
             raise TfdeployError(f"Targets {key!r} must be finite numbers for output {name!r}. "
                                 f"Received: {key}.dtype={y.dtype}")
 
 
 def class_counts(y: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """How many samples of each class labels ``y`` of a classification output hold."""
-    classes = 2 if info.is_binary else int(info.shape[0] or 0)
+    """How many samples of each class labels ``y`` of a classification output hold (one unit: two classes)."""
+    classes = 2 if info.is_binary or info.shape == (1,) else int(info.shape[0] or 0)
     return np.bincount(_class_ids(y, classes, "y"), minlength=classes)
+
+
+def labels_classes(y: np.ndarray, io: ModelIO, name: str) -> bool:
+    """Whether ``y`` labels classes of output ``name``: a classification head, or one unit of 0/1 labels (a
+    sigmoid whose activation a SavedModel or ``.tflite`` does not record); not a regression target."""
+    info = io.output(name)
+    if name in io.classification_outputs():
+        return True
+    return info.shape == (1,) and y.size > 0 and y.dtype.kind in "iub" and bool(np.isin(y, (0, 1)).all())
 
 
 def require_two_classes(data: ModelData, io: ModelIO) -> None:
     """Fine-tuning on labels of a single class teaches nothing: refuse it (naming the class)."""
     name = data.label_output
-    if data.y is None or name is None or name not in data.y:
+    if data.y is None or name is None or name not in data.y or not labels_classes(data.y[name], io, name):
         return
     counts = class_counts(data.y[name], io.output(name))
     present = np.flatnonzero(counts)
@@ -370,7 +393,7 @@ def require_two_classes(data: ModelData, io: ModelIO) -> None:
 
 def _label_warnings(data: ModelData, io: ModelIO) -> list[str]:
     name = data.label_output
-    if name is None or data.y_val is None or name not in data.y_val:
+    if name is None or data.y_val is None or name not in data.y_val or not labels_classes(data.y_val[name], io, name):
         return []
     missing = np.flatnonzero(class_counts(data.y_val[name], io.output(name)) == 0)
     if missing.size:

@@ -107,6 +107,29 @@ class LoadedModel:
     format: ModelFormat
 
 
+def import_spec(spec: str, what: str, example: str) -> Any:
+    """The object a ``module:name`` spec names, imported (the working directory and PYTHONPATH are searched).
+
+    Raises:
+        TfdeployError: For a malformed spec, a module that does not import or a missing name.
+
+    Example:
+        >>> import_spec("collections:OrderedDict", "custom object", "mypkg.layers:MyLayer")
+        <class 'collections.OrderedDict'>
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise TfdeployError(f"A {what} is given as module:name, e.g. {example}. Received: {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TfdeployError(f"Cannot import the module of {what} {spec!r}: {exc}. Put it on PYTHONPATH or in the "
+                            f"working directory. Received: {spec!r}") from exc
+    if not hasattr(module, attr):
+        raise TfdeployError(f"Module {module_name!r} has no attribute {attr!r}. Received: {spec!r}")
+    return getattr(module, attr)
+
+
 def parse_custom_objects(specs: Sequence[str]) -> dict[str, Any]:
     """Imports ``module:name`` specs into a ``custom_objects`` mapping.
 
@@ -114,21 +137,7 @@ def parse_custom_objects(specs: Sequence[str]) -> dict[str, Any]:
         >>> parse_custom_objects(["collections:OrderedDict"])
         {'OrderedDict': <class 'collections.OrderedDict'>}
     """
-    objects: dict[str, Any] = {}
-    for spec in specs:
-        module_name, sep, attr = spec.partition(":")
-        if not sep or not module_name or not attr:
-            raise TfdeployError(
-                f"A custom object is given as module:name, e.g. mypkg.layers:MyLayer. Received: {spec!r}"
-            )
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise TfdeployError(f"Cannot import the module of custom object {spec!r}: {exc}. Received: {spec!r}") from exc
-        if not hasattr(module, attr):
-            raise TfdeployError(f"Module {module_name!r} has no attribute {attr!r}. Received: {spec!r}")
-        objects[attr] = getattr(module, attr)
-    return objects
+    return {spec.partition(":")[2]: import_spec(spec, "custom object", "mypkg.layers:MyLayer") for spec in specs}
 
 
 def _keras_version_of_keras_zip(path: Path) -> str:
@@ -354,6 +363,39 @@ def has_optimizer_state(path: str | os.PathLike) -> bool:
     except (OSError, KeyError, zipfile.BadZipFile):
         return False
     return False
+
+
+def training_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The loss and metrics a model file was compiled with, if it carries them (``None`` otherwise).
+
+    Read from Keras 3's ``compile_config`` (``.keras``), the ``training_config`` of ``.h5`` files (tf_keras,
+    Keras 3's legacy writer and Keras 2.0-era files) and of tf_keras SavedModels (``keras_metadata.pb``);
+    the keys are Keras's: ``loss``, ``metrics``, ``weighted_metrics`` (per output as a dict or a list in
+    output order, or one for every output).
+
+    Example:
+        >>> training_config("ranker.keras")["metrics"]        # doctest: +SKIP
+        {'click': [{'class_name': 'AUC', 'config': {'curve': 'ROC', ...}}, 'accuracy']}
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ModelFormat.KERAS.value:
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json")).get("compile_config") or None
+        if path.suffix in (ModelFormat.H5.value, ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("training_config")
+            return None if raw is None else json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        if (path / "keras_metadata.pb").is_file():
+            metadata = backend.tf_proto("saved_metadata_pb2").SavedMetadata()
+            metadata.ParseFromString((path / "keras_metadata.pb").read_bytes())
+            root = next((node for node in metadata.nodes if node.node_path == "root"), None)
+            return None if root is None else json.loads(root.metadata).get("training_config") or None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, backend.protobuf_decode_error()):
+        return None  # the model itself loads or fails elsewhere; its compiled metrics are only a default
+    return None
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tfdeploy.compression import students
-from tfdeploy.compression.distillation import DistillOptions, distill, scorer
+from tfdeploy.compression.distillation import DECAY_FRACTION, DistillOptions, EpochScore, distill, scorer
 from tfdeploy.compression.finetune import batch_norm_layers, steps_per_epoch
 from tfdeploy.compression.registry import Artifact, OutputKind, RecipeSpec
 from tfdeploy.io_spec import ModelIO
@@ -69,11 +69,23 @@ def run_distill(session: CompressionSession, recipe: Any, width: float | None = 
                      scorer(session.evaluator, io.output_names), session.progress)
     first, last = result.history[0], result.history[-1]
     notes = [*student.notes, *result.losses,
-             f"distilled in {result.seconds:.0f} s: {options.epochs} epochs on {samples} samples (batch {options.batch_size}, Adam {options.learning_rate:g} with cosine decay)",
-             f"untrained student: {first.describe()}; after training: {last.describe()}"]
+             f"distilled in {result.seconds:.0f} s: {options.epochs} epochs on {samples} samples (batch "
+             f"{options.batch_size}, T={options.temperature:g}, Adam {options.learning_rate:g} decayed over the last "
+             f"{DECAY_FRACTION:.0%} of the steps)",
+             f"untrained student: {first.describe()}; after training: {last.describe()}",
+             *_barely_learned(first, last, options)]
     path = session.write_keras(recipe, student.model)
     return Artifact(path, keras_predictor(student.model, session.name_of(recipe)), student.model, notes,
                     training=[vars(score) for score in result.history])
+
+
+def _barely_learned(first: EpochScore, last: EpochScore, options: DistillOptions) -> list[str]:
+    """A warning when the student's agreement with the teacher rose by less than 5 points."""
+    if first.agreement is None or last.agreement is None or last.agreement - first.agreement >= 0.05:
+        return []
+    return [f"the student barely learned ({100 * first.agreement:.1f}% → {100 * last.agreement:.1f}% agreement with "
+            f"the teacher): give it more epochs (--distill-epochs, now {options.epochs}), more data, a higher rate "
+            f"(--distill-learning-rate, now {options.learning_rate:g}) or more capacity"]
 
 
 def _faster_batch_norm(model: Any, steps: int) -> list[str]:

@@ -46,10 +46,10 @@ def float_tflite(session: CompressionSession) -> bytes:
 def write_quantized(session: CompressionSession, recipe: Any, blob: bytes, notes: Sequence[str] = (),
                     path: Path | None = None) -> Artifact:
     """Writes ``blob`` (to ``path``, default the recipe's target) with what each layer got."""
-    name = str(recipe)
-    path = write_atomic(path or session.target(recipe, ".tflite"), blob)
+    target = path or session.target(recipe, ".tflite")
+    predictor = session.runnable(blob, target)
     layers = layer_precisions(blob)
-    return Artifact(path, tflite_predictor(blob, name), session.loaded.model if session.is_keras else None,
+    return Artifact(write_atomic(target, blob), predictor, session.loaded.model if session.is_keras else None,
                     [summarize_layers(layers), *notes], layers=layers)
 
 
@@ -68,6 +68,11 @@ def int16x8(session: CompressionSession, recipe: Any) -> Artifact:
                             " becomes (its calibrator finds no tensor data inside the loop). Use ptq-int4-weights or "
                             "ptq-dynamic for this model; LSTM layers avoid the loop (fused kernels). "
                             f"Received: model={str(session.loaded.path)!r}")
+    strings = [t.name for t in session.io.inputs if t.is_string]
+    if strings:
+        raise TfdeployError(f"litert-quantizer's calibrator takes numeric inputs only, and this model takes strings "
+                            f"({', '.join(strings)}). Use ptq-int8 (TensorFlow's calibrator), ptq-dynamic or "
+                            f"ptq-int4-weights for it. Received: model={str(session.loaded.path)!r}")
     calibration = session.representative()
     blob = quantize_int16x8(float_blob, calibration)
     count = len(next(iter(calibration.values())))
