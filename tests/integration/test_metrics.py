@@ -273,3 +273,18 @@ def test_check_parity_judges_each_artifact_by_the_chosen_metric(ranker):
     p = tflite_predictor(ranker["out"] / "ptq-int8.tflite").predict(x_val)["click"][:, 0]
     assert saved["metrics"] == ["auc"] and row["value"] == pytest.approx(sk.roc_auc_score(y_val["click"], p), abs=1e-4)
     assert row["drop"] == pytest.approx(row["source_value"] - row["value"], abs=1e-9)
+
+
+def test_auto_trials_in_fresh_processes_import_the_users_metric(ranker, tmp_path):
+    report = auto_compress(AutoConfig(
+        CompressConfig(ranker["model"], tmp_path, data=ranker["data"], metrics=("custom_metrics:recall_at_10",),
+                       latency_repeats=3), max_metric_drop=0.05,
+        candidates=(Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.9),)))
+    (trial,) = report.trials
+    assert report.isolation == "each in a fresh process" and trial.peak_rss_bytes
+    assert trial.error is None and report.metric == "custom_metrics:recall_at_10"
+    x_val, y_val = _validation(ranker["model"], ranker["data"])
+    import custom_metrics
+
+    chosen = tflite_predictor(report.chosen_path).predict(x_val)["click"]
+    assert trial.quality == pytest.approx(custom_metrics.recall_at_10(y_val["click"], chosen))

@@ -203,3 +203,16 @@ def test_the_whole_model_is_judged_by_its_worst_output():
     assert measured.drop(measure_outputs(plan, None, reference), MetricRef("snr"), plan) == pytest.approx(
         200 - measured.values["b"]["snr"])
     assert Measured({"a": {"snr": None}}).value(MetricRef("snr"), plan) is None
+
+
+def test_the_docs_metric_table_is_the_registry():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "make_doc_tables.py"
+    spec = importlib.util.spec_from_file_location("make_doc_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.DOC.read_text()
+    assert module.render(text) == text, "docs/compress.md is stale: run python scripts/make_doc_tables.py"
+    assert all(f"| `{name}` |" in text for name in REGISTRY.names())

@@ -72,11 +72,11 @@ def test_the_no_data_message_lists_the_recipes_that_need_none():
 def test_the_docs_table_is_the_registry():
     import importlib.util
 
-    spec_ = importlib.util.spec_from_file_location("make_recipe_table", ROOT / "scripts" / "make_recipe_table.py")
+    spec_ = importlib.util.spec_from_file_location("make_doc_tables", ROOT / "scripts" / "make_doc_tables.py")
     module = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(module)
     text = module.DOC.read_text()
-    assert module.render(text) == text, "docs/compress.md is stale: run python scripts/make_recipe_table.py"
+    assert module.render(text) == text, "docs/compress.md is stale: run python scripts/make_doc_tables.py"
     for name in REGISTRY.names():
         assert f"| `{name}` |" in text
 

@@ -3,7 +3,7 @@
 A recipe is one :class:`RecipeSpec` registered in :mod:`tfdeploy.compression.recipes`. Everything
 else is derived from the registry: the :class:`~tfdeploy.compression.recipes.Recipe` enum and the
 CLI's ``--recipe`` choices, the "needs data" error, ``all``'s order, the ``--auto`` candidates
-and the recipe table of ``docs/compress.md`` (``scripts/make_recipe_table.py``).
+and the recipe table of ``docs/compress.md`` (``scripts/make_doc_tables.py``).
 
 Example:
     >>> spec = RecipeSpec("noop", "a recipe that does nothing", OutputKind.KERAS, run=lambda s, r: None)
@@ -153,7 +153,7 @@ class RecipeRegistry:
         return [s.name for s in self if not s.needs_data]
 
     def markdown_table(self) -> str:
-        """The recipe table of ``docs/compress.md`` (``scripts/make_recipe_table.py`` writes it there)."""
+        """The recipe table of ``docs/compress.md`` (``scripts/make_doc_tables.py`` writes it there)."""
         yes = {True: "yes", False: "no"}
         rows = ["| recipe | what it does | needs data | fine-tunes | TFMOT on tf_keras | artifact | `--auto` (expected gzip) |",
                 "|---|---|---|---|---|---|---|"]

@@ -52,7 +52,8 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
     """
     command = [sys.executable, "-m", module, *map(str, args)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": _import_path(),
+                                  **(env or {})})
     errors: list[str] = []
     outputs: list[str] = []
     readers = [threading.Thread(target=_read_lines, args=(child.stderr, errors, on_line), daemon=True),
@@ -79,6 +80,13 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
     except (IndexError, ValueError):
         raise TfdeployError(f"{what} failed: the process printed no JSON result "
                             f"({(lines or ['no output'])[-1][:200]}). Received: {received}") from None
+
+
+def _import_path() -> str:
+    """This process's import path for the child, so the modules a user's metric or layer came from import there too."""
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    here = [os.path.abspath(p or os.curdir) for p in sys.path if os.path.isdir(p or os.curdir)]
+    return os.pathsep.join(dict.fromkeys(inherited + here))
 
 
 def _read_lines(stream: Any, into: list[str], on_line: Callable[[str], None] | None) -> None:

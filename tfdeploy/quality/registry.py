@@ -229,3 +229,16 @@ class MetricRegistry:
 
     def against(self, against: Against) -> list[MetricSpec]:
         return [spec for spec in self if spec.against is against]
+
+    def markdown_table(self) -> str:
+        """The metric table of ``docs/compress.md`` (``scripts/make_doc_tables.py`` writes it there)."""
+        rows = ["| metric | what it measures | better | against | outputs | unit | Keras names read from files |",
+                "|---|---|---|---|---|---|---|"]
+        for s in self:
+            better = {"higher": "higher", "lower": "lower", "target": f"closer to {s.target:g}"}[s.direction.value]
+            param = f" (`{s.name}={s.default_param:g}` is the default {s.param})" if s.param else ""
+            heads = ", ".join(h.value for h in Head if h in s.heads)
+            unit = {"%": "% (drops in points)"}.get(s.unit, s.unit) or "–"
+            names = ", ".join(f"`{n}`" for n in s.keras_names) or "–"
+            rows.append(f"| `{s.name}` | {s.summary}{param} | {better} | {s.against.value} | {heads} | {unit} | {names} |")
+        return "\n".join(rows) + "\n"
