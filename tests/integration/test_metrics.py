@@ -71,13 +71,14 @@ def test_a_rankers_variants_carry_auc_and_logloss_equal_to_scikit_learns(ranker)
         drops = saved[variant.name]["metric_drops"]["click"]
         assert drops["auc"] == pytest.approx(base["auc"] - metrics["auc"], abs=1e-12)          # higher is better
         assert drops["logloss"] == pytest.approx(metrics["logloss"] - base["logloss"], abs=1e-12)  # lower is better
-    # 95 % accuracy says nothing here: the majority class scores as much, so logloss drives --auto and the plot
-    original = saved["original"]["metrics"]["click"]
-    assert max(y.mean(), 1 - y.mean()) >= original["accuracy"]
+    # 95 % accuracy says little here: the majority class scores about as much, so logloss drives --auto and the plot
+    original, majority = saved["original"]["metrics"]["click"], max(y.mean(), 1 - y.mean())
+    assert original["accuracy"] - majority < 0.25 * (1 - majority)
     assert report.driving_metric == "logloss"
-    assert any("accuracy on 'click' is uninformative" in note for note in report.metric_notes)
+    assert any("accuracy on 'click' says little: always answering the majority class" in note
+               for note in report.metric_notes)
     text, markdown = str(report), (ranker["out"] / "report.md").read_text()
-    assert "logloss" in text.splitlines()[1] and "drop logloss" in text and "metrics: accuracy on 'click'" in text
+    assert "logloss" in text.splitlines()[1] and "drop logloss" in text and "metrics: accuracy on 'click' says little" in text
     assert "Every metric by output" in markdown and "| click | snr |" in markdown
 
 

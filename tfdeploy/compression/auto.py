@@ -36,6 +36,7 @@ from tfdeploy import faults, plots
 from tfdeploy.compression.budget import Budget, make_budget
 from tfdeploy.compression.config import CompressConfig
 from tfdeploy.compression.recipes import REGISTRY, Recipe
+from tfdeploy.compression.report import VariantReport
 from tfdeploy.compression.session import CompressionSession
 from tfdeploy.compression.trials import (FOLLOW_UPS, Trial, TrialSpec, isolation_blocker, run_isolated,
                                          run_trial)
@@ -397,11 +398,24 @@ def _stop_reason(config: AutoConfig, session: CompressionSession, started: int, 
         return f"timeout ({config.timeout_s} s) reached"
     if best is not None and remaining:
         original = session.original
-        expected = [(c.expected_size * original.gzip_bytes if config.objective is Objective.SIZE
+        expected = [(c.expected_size * weight_bytes(original) if config.objective is Objective.SIZE
                      else c.expected_latency * original.latency_ms) for c in remaining]
         if min(expected) >= _score(best, config.objective):
             return f"{best.name} meets the budget and no remaining candidate is expected to beat it"
     return None
+
+
+def weight_bytes(original: Any) -> int:
+    """What the expected sizes are fractions of: the original's gzip, or its float32 weights where less.
+
+    A file saved with its optimizer state (Adam keeps two more copies of every weight) is up to 3× its
+    weights; the hints were measured on a file without it, so they scale with the weights.
+
+    Example:
+        >>> weight_bytes(VariantReport("original", "m.keras", ".keras", gzip_bytes=126_000, params=10_541))
+        42164
+    """
+    return min(original.gzip_bytes, 4 * original.params) if original.params else original.gzip_bytes
 
 
 def _search(config: AutoConfig, session: CompressionSession, runner: Runner, jobs: int,

@@ -28,7 +28,7 @@ class MetricInfo:
         return f"{name} {self.unit}".strip()
 
     def show(self, value: float | None, digits: int = 4) -> float | None:
-        return None if value is None else round(value * self.scale, digits)
+        return None if value is None else round(value * self.scale, digits) + 0.0  # no -0
 
     def drop_header(self, name: str) -> str:
         unit = {"%": "points"}.get(self.unit, self.unit)

@@ -14,7 +14,8 @@ defaults, in order:
 4. Outputs without labels are judged by fidelity to the original: agreement for classifier heads,
    SNR (dB) otherwise.
 
-Accuracy that the majority class alone beats is flagged, and a head metric drives ``--auto`` instead.
+Accuracy barely above always answering the majority class is flagged, and a head metric drives ``--auto``
+instead.
 
 Example:
     >>> MetricRef.parse("auc@click"), str(MetricRef.parse("top_k=3"))
@@ -38,6 +39,7 @@ from tfdeploy.quality.registry import Against, Head, MetricSpec, Output
 
 HEAD_DEFAULTS = {Head.CLASSES: ("accuracy",), Head.BINARY: ("auc", "logloss"),
                  Head.MULTILABEL: ("micro_f1", "macro_f1"), Head.VALUES: ("mae", "rmse")}
+UNINFORMATIVE = 0.25  # accuracy that avoids less than this share of the majority class's errors says little
 FIDELITY = ("agreement", "mean_abs_diff", "max_abs_diff", "cosine", "kl", "snr")  # computed on every variant
 
 
@@ -275,6 +277,11 @@ def _unusable(ref: MetricRef, spec: MetricSpec, wanted: Sequence[Output], fittin
             f"Received: metric={str(ref)!r}")
 
 
+def _says_little(accuracy: float, majority: float) -> bool:
+    """Accuracy that avoids less than a quarter of the errors of always answering the majority class."""
+    return accuracy - majority < UNINFORMATIVE * (1 - majority)
+
+
 def _driving(chosen: Sequence[MetricRef], outputs: Mapping[str, Output], labels: Arrays, reference: Arrays,
              asked: bool) -> tuple[MetricRef, list[str]]:
     """The metric that drives ``--auto``, and warnings about accuracy that tells nothing."""
@@ -290,9 +297,11 @@ def _driving(chosen: Sequence[MetricRef], outputs: Mapping[str, Output], labels:
             model = REGISTRY.get("accuracy").make(output, None)
             model.update(labels[name], reference[name])
             achieved = model.result()
-            if majority is not None and achieved is not None and majority >= achieved:
-                warnings.append(f"accuracy on {name!r} is uninformative: always answering the majority class scores "
-                                f"{100 * majority:.1f}%, the model {100 * achieved:.1f}%; judge it by "
+            if majority is not None and achieved is not None and _says_little(achieved, majority):
+                avoided = 0.0 if majority >= 1 else max(0.0, achieved - majority) / (1 - majority)
+                warnings.append(f"accuracy on {name!r} says little: always answering the majority class scores "
+                                f"{100 * majority:.1f}%, the model {100 * achieved:.1f}% (it avoids {100 * avoided:.0f}% "
+                                f"of the majority's errors); judge it by "
                                 f"{' or '.join(HEAD_DEFAULTS[output.head] if output.head is not Head.CLASSES else ('logloss',))}")
                 if ref is driving and not asked:
                     driving = next((r for r in chosen if r.name != "accuracy"), driving)
