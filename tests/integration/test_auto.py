@@ -86,11 +86,20 @@ def test_budget_zero_keeps_the_float_model(sensitive, tmp_path):
 
 
 def test_generous_budget_picks_the_smallest_and_stops_early(compress_inputs, tmp_path):
-    report = _auto(_config(compress_inputs["keras3"], compress_inputs["data"], tmp_path),
-                                      max_accuracy_drop=100.0)
-    passed = [t for t in report.trials if t.passed]
-    assert report.chosen == min(passed, key=lambda t: t.gzip_bytes).name
-    assert len(report.trials) < 6 and "no remaining candidate is expected to beat it" in report.stopped_because
+    candidates = (Candidate(Recipe.PTQ_INT4_WEIGHTS, 0.17, 0.9), Candidate(Recipe.PTQ_FLOAT16, 0.9, 0.9),
+                  Candidate(Recipe.PTQ_DYNAMIC, 0.9, 0.9))
+    report = _auto(_config(compress_inputs["keras3"], compress_inputs["data"], tmp_path), max_accuracy_drop=100.0,
+                   candidates=candidates)
+    assert [t.name for t in report.trials] == ["ptq-int4-weights"] and report.chosen == "ptq-int4-weights"
+    assert report.stopped_because == "ptq-int4-weights meets the budget and no remaining candidate is expected to beat it"
+
+
+def test_expected_sizes_are_fractions_of_the_weights_not_of_adams_state():
+    from tfdeploy.compression.auto import without_optimizer
+
+    # a file whose optimizer state (Adam: two slots per weight) is two thirds of its bytes
+    assert without_optimizer(gzip_bytes=90_000, raw_bytes=300_000, optimizer_bytes=200_000) == pytest.approx(30_000)
+    assert without_optimizer(gzip_bytes=90_000, raw_bytes=300_000, optimizer_bytes=0) == 90_000
 
 
 def test_relative_budget_and_limits(sensitive, tmp_path):

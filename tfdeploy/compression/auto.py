@@ -36,13 +36,13 @@ from tfdeploy import faults, plots
 from tfdeploy.compression.budget import Budget, make_budget
 from tfdeploy.compression.config import CompressConfig
 from tfdeploy.compression.recipes import REGISTRY, Recipe
-from tfdeploy.compression.report import VariantReport
 from tfdeploy.compression.session import CompressionSession
 from tfdeploy.compression.trials import (FOLLOW_UPS, Trial, TrialSpec, isolation_blocker, run_isolated,
                                          run_trial)
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.measure.processes import peak_rss_bytes
+from tfdeploy.model.loading import optimizer_state_bytes
 from tfdeploy.report import Block, Heading, Image, Report, Table, Text, format_bytes
 
 
@@ -390,7 +390,7 @@ def _guarded(spec: TrialSpec, run: Callable[[], list[Trial]]) -> list[Trial]:
 
 
 def _stop_reason(config: AutoConfig, session: CompressionSession, started: int, elapsed: float,
-                 best: Trial | None, remaining: Sequence[Candidate]) -> str | None:
+                 best: Trial | None, remaining: Sequence[Candidate], base: float) -> str | None:
     """Why the search starts no more candidates (``None``: go on)."""
     if config.max_trials is not None and started >= config.max_trials:
         return f"max trials ({config.max_trials}) reached"
@@ -398,30 +398,31 @@ def _stop_reason(config: AutoConfig, session: CompressionSession, started: int, 
         return f"timeout ({config.timeout_s} s) reached"
     if best is not None and remaining:
         original = session.original
-        expected = [(c.expected_size * weight_bytes(original) if config.objective is Objective.SIZE
+        expected = [(c.expected_size * base if config.objective is Objective.SIZE
                      else c.expected_latency * original.latency_ms) for c in remaining]
         if min(expected) >= _score(best, config.objective):
             return f"{best.name} meets the budget and no remaining candidate is expected to beat it"
     return None
 
 
-def weight_bytes(original: Any) -> int:
-    """What the expected sizes are fractions of: the original's gzip, or its float32 weights where less.
+def without_optimizer(gzip_bytes: int, raw_bytes: int, optimizer_bytes: int) -> float:
+    """What expected sizes are fractions of: the original's gzip size, less its share of optimizer state.
 
-    A file saved with its optimizer state (Adam keeps two more copies of every weight) is up to 3× its
-    weights; the hints were measured on a file without it, so they scale with the weights.
+    The hints were measured on a file without optimizer state; a file saved with Adam's is up to 3× its
+    weights, and fractions of it would stop the search before the smaller candidates are tried.
 
     Example:
-        >>> weight_bytes(VariantReport("original", "m.keras", ".keras", gzip_bytes=126_000, params=10_541))
-        42164
+        >>> without_optimizer(gzip_bytes=126_000, raw_bytes=204_000, optimizer_bytes=84_000)
+        73882.35294117648
     """
-    return min(original.gzip_bytes, 4 * original.params) if original.params else original.gzip_bytes
+    return gzip_bytes * max(raw_bytes - optimizer_bytes, 0) / raw_bytes if raw_bytes else gzip_bytes
 
 
 def _search(config: AutoConfig, session: CompressionSession, runner: Runner, jobs: int,
             budget: Budget) -> tuple[list[Trial], Trial | None, str]:
     """Runs candidates (and per-layer follow-ups) ``jobs`` at a time; returns trials, the best and why it stopped."""
-    say, start = session.progress, time.perf_counter()
+    say, start, original = session.progress, time.perf_counter(), session.original
+    base = without_optimizer(original.gzip_bytes, original.raw_bytes, optimizer_state_bytes(session.loaded.path))
     pending = collections.deque(config.candidates)
     follow_ups: collections.deque[TrialSpec] = collections.deque()
     trials: list[Trial] = []
@@ -434,7 +435,7 @@ def _search(config: AutoConfig, session: CompressionSession, runner: Runner, job
                 if follow_ups:
                     spec = follow_ups.popleft()
                 else:
-                    reason = _stop_reason(config, session, started, time.perf_counter() - start, best, pending)
+                    reason = _stop_reason(config, session, started, time.perf_counter() - start, best, pending, base)
                     if reason:
                         stopped = reason
                         pending.clear()
