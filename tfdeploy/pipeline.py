@@ -63,6 +63,8 @@ class DeployConfig:
         safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
         output: The output accuracy is measured on (default: the first classification head).
         metrics: What the variants are judged by (see :class:`~tfdeploy.compression.CompressConfig`).
+        isolate: Make the recipes in a worker process (a native crash fails one recipe, not the run).
+        resume: Keep the recipes an earlier run of ``out_dir`` made; export, configure, verify and bench again.
         select_tf_ops: Let TFLite conversion fall back to TensorFlow select ops (Flex delegate).
         overwrite: Replace an existing ``out_dir`` run.
     """
@@ -88,6 +90,8 @@ class DeployConfig:
     safe_mode: bool = True
     output: str | None = None
     metrics: Sequence[str] = ()
+    isolate: bool = True
+    resume: bool = False
     select_tf_ops: bool = False
     overwrite: bool = False
     progress: ProgressLike = "auto"
@@ -207,6 +211,10 @@ def _check(config: DeployConfig) -> None:
 
 def _fresh_out_dir(config: DeployConfig) -> Path:
     out = Path(config.out_dir)
+    if config.resume and (out / "compressed").is_dir():  # the recipes made stay; every later step runs again
+        for step in ("models", "serving"):
+            shutil.rmtree(out / step, ignore_errors=True)
+        return out
     if out.exists() and any(out.iterdir()):
         if not config.overwrite:
             raise TfdeployError(f"The output directory is not empty; pass --overwrite. Received: out_dir={str(out)!r}")
@@ -220,7 +228,7 @@ def _compress(config: DeployConfig, model: Any, data: Any, out: Path, say: Progr
         model=model, out_dir=out / "compressed", recipes=config.recipes, data=data, epochs=config.epochs,
         int8_granularity=config.int8_granularity, seed=config.seed, custom_objects=config.custom_objects,
         safe_mode=config.safe_mode, output=config.output, metrics=config.metrics, select_tf_ops=config.select_tf_ops,
-        progress=say))
+        isolate=config.isolate, resume=config.resume, overwrite=config.resume, progress=say))
 
 
 def _chosen_variant(config: DeployConfig, compression: CompressionReport, out: Path) -> VariantReport:

@@ -198,6 +198,8 @@ class EnvironmentReport(Report):
     op_determinism: bool
     tf_use_legacy_keras: str | None
     cuda_build: bool
+    onednn: bool = True
+    onednn_setting: str = ""
 
 
 def environment_report() -> EnvironmentReport:
@@ -226,4 +228,6 @@ def environment_report() -> EnvironmentReport:
         op_determinism=op_determinism_enabled(),
         tf_use_legacy_keras=os.environ.get("TF_USE_LEGACY_KERAS"),
         cuda_build=bool(tf.test.is_built_with_cuda()),
+        onednn=bool(backend.tf_internal("util_port").IsMklEnabled()),
+        onednn_setting=f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset: on by default)')}",
     )

@@ -47,7 +47,7 @@ def _config(model, data, out, **kwargs):
 
 def _auto(compress, **kwargs):
     """In this process (fast): tests/integration/test_litert.py covers trials in fresh processes."""
-    return auto_compress(AutoConfig(compress, isolate=False, **kwargs))
+    return auto_compress(AutoConfig(dataclasses.replace(compress, isolate=False), **kwargs))
 
 
 def test_int8_sensitive_layer_is_kept_in_float_and_meets_the_budget(sensitive, tmp_path):

@@ -16,7 +16,12 @@ def test_compress_strip_cli(model_files, tmp_path):
     assert strip["raw_bytes"] < original["raw_bytes"]
     assert strip["gzip_bytes"] < original["gzip_bytes"]
     assert strip["params"] == original["params"] > 0
-    assert strip["notes"] == ["optimizer state removed"]
+    from tfdeploy.model.loading import optimizer_state_bytes
+
+    weighed = optimizer_state_bytes(model_files["keras3.keras"])
+    assert weighed > 0 and strip["notes"] == [
+        f"optimizer state removed: {weighed / 1024:.1f} KiB of variables, "
+        f"{100 * weighed / model_files['keras3.keras'].stat().st_size:.0f} % of the file"]
     assert getattr(load_model(out / "strip.keras", compile=True).model, "optimizer", None) is None
     # a second run does not replace the artifact without --overwrite
     again = CliRunner().invoke(main, ["compress", str(model_files["keras3.keras"]), "--out", str(out)])

@@ -33,8 +33,6 @@ REFUSALS = {
     ("text_vectorization", "ptq-int8"): f"TFLite has no builtin kernels for the TensorFlow ops {TEXT_OPS}",
     ("text_vectorization", "qat"): "The quantization-aware model would not convert to TFLite, so it was not "
                                    f"fine-tuned: TFLite has no builtin kernels for the TensorFlow ops {TEXT_OPS}",
-    ("gru_text", "ptq-int8"): "TFLite calibrator crashes (segmentation fault) on the WHILE loop that gru (GRU) "
-                              "become in TFLite. Use ptq-dynamic",
 }
 SLOW = {"nested_mobilenetv2", "mobilenetv3small"}
 MODELS = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in corpus.BUILDERS]
@@ -142,6 +140,16 @@ def test_verify_and_parity_cover_every_output(corpus_files, keras3, name):
     for result in run.parity_report.results:
         per_artifact.setdefault(result.artifact, []).append(result.output)
     assert all(sorted(names) == sorted(outputs) for names in per_artifact.values())
+
+
+def test_a_gru_is_unrolled_to_int8_without_a_while_loop(corpus_files, keras3):
+    run = run_of(corpus_files, keras3, "gru_text")
+    int8 = next(v for v in run.compress_report.variants if v.name == "ptq-int8")
+    assert not int8.failed, int8.error
+    assert any(note.startswith("gru unrolled over the fixed sequence length for int8") for note in int8.notes)
+    ops = backend.builtin_ops(Path(int8.path).read_bytes())
+    assert "WHILE" not in ops and tensor_dtypes(Path(int8.path).read_bytes()).get("int8", 0) > 0
+    assert int8.agreement >= 0.9
 
 
 def test_two_outputs_report_accuracy_on_the_class_head(corpus_files, keras3):

@@ -136,8 +136,8 @@ def int4_sensitive(keras3, tmp_path_factory):
 def test_int4_miss_leads_to_the_smallest_per_layer_plan_within_budget(int4_sensitive, tmp_path):
     model, data = int4_sensitive
     report = auto_compress(AutoConfig(
-        CompressConfig(model, tmp_path, data=data, latency_repeats=3, weight_algorithm=WeightAlgorithm.MIN_MAX),
-        max_accuracy_drop=1.0, isolate=False, candidates=(Candidate(Recipe.PTQ_INT4_WEIGHTS, 0.17, 0.01),)))
+        CompressConfig(model, tmp_path, data=data, latency_repeats=3, weight_algorithm=WeightAlgorithm.MIN_MAX,
+                       isolate=False), max_accuracy_drop=1.0, candidates=(Candidate(Recipe.PTQ_INT4_WEIGHTS, 0.17, 0.01),)))
     first, *searched = report.trials
     assert first.name == "ptq-int4-weights" and not first.passed and first.drop > 20
     one = next(t for t in searched if t.name == "ptq-int4-int8x1")  # the most sensitive layer alone at int8

@@ -110,8 +110,9 @@ def test_a_tflite_that_crashes_at_batch_1_is_a_failed_row_and_no_file(ranker, tm
 def test_auto_keeps_auc_within_its_budget_and_speaks_auc(ranker, tmp_path):
     budget = 0.002
     report = auto_compress(AutoConfig(
-        CompressConfig(ranker["model"], tmp_path, data=ranker["data"], metrics=("auc",), latency_repeats=3),
-        max_metric_drop=budget, isolate=False,
+        CompressConfig(ranker["model"], tmp_path, data=ranker["data"], metrics=("auc",), latency_repeats=3,
+                       isolate=False),
+        max_metric_drop=budget,
         candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.9), Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.9),
                     Candidate(Recipe.PTQ_FLOAT16, 0.5, 0.9))))
     x_val, y_val = _validation(ranker["model"], ranker["data"])
@@ -151,8 +152,9 @@ def _snr(reference, variant):
 def test_auto_without_labels_holds_every_outputs_snr_above_the_threshold(label_free, tmp_path):
     model, data = label_free
     report = auto_compress(AutoConfig(
-        CompressConfig(model, tmp_path, data=data, metrics=("snr",), latency_repeats=3), metric_threshold=25.0,
-        isolate=False, candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.9), Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.9),
+        CompressConfig(model, tmp_path, data=data, metrics=("snr",), latency_repeats=3, isolate=False),
+        metric_threshold=25.0,
+        candidates=(Candidate(Recipe.PTQ_INT8, 0.25, 0.9), Candidate(Recipe.PTQ_DYNAMIC, 0.3, 0.9),
                                    Candidate(Recipe.PTQ_FLOAT16, 0.5, 0.9))))
     assert report.metric == "snr" and report.budget.describe() == "snr ≥ 25 dB"
     assert report.chosen != "original", report.verdicts

@@ -124,6 +124,7 @@ def tf_proto(name: str) -> ModuleType:
 
 TF_INTERNALS = {
     "framework_config": "tensorflow.python.framework.config",  # the visible-device list without a TF context
+    "util_port": "tensorflow.python.util._pywrap_util_port",  # IsMklEnabled: oneDNN in use in this process
 }
 
 

@@ -242,7 +242,8 @@ def model_io(model: Any) -> Any:
     if not inputs or not outputs:
         raise TfdeployError(
             f"Model {getattr(model, 'name', '?')!r} is a subclassed {type(model).__name__} whose inputs and outputs "
-            "are not known, so tfdeploy cannot name them for data, signatures and warmup. Rebuild it with the "
+            "are not known (its file records no input shape: it was saved before it was called), so tfdeploy cannot "
+            "name them for data, signatures and warmup. Call it once on data before saving, rebuild it with the "
             "functional API (keras.Input(...) and layer calls) or wrap it: keras.Model(inputs, model(inputs)). "
             f"Received: model={getattr(model, 'name', '?')!r}")
     output_names: list[str] = []
@@ -345,3 +346,50 @@ def recurrent_layers(model: Any) -> list[tuple[str, str]]:
         if type(inner).__name__ in RECURRENT_LAYERS:
             found.append((path, type(inner).__name__))
     return found
+
+
+def unrolled(model: Any) -> tuple[Any, list[str]] | None:
+    """A copy of ``model`` whose recurrent layers are unrolled (``unroll=True``), with its weights; and their names.
+
+    An unrolled layer becomes static ops over its fixed number of time steps instead of a loop. ``None``
+    when a recurrent layer's sequence length is not fixed (unrolling needs it) or none can be unrolled.
+
+    Example:
+        >>> copy, names = unrolled(gru_text_model)          # doctest: +SKIP
+        >>> names
+        ['gru']
+    """
+    if isinstance(model, SavedModelFunction):
+        return None
+    keras = keras_module_for(model)
+    names: list[str] = []
+
+    def clone(layer: Any) -> Any:
+        if is_model(layer):
+            return keras.models.clone_model(layer, clone_function=clone)
+        config = layer.get_config()
+        inner = config["layer"]["config"] if isinstance(config.get("layer"), dict) else config
+        if "unroll" in inner and not inner["unroll"] and type(layer).__name__ in ("GRU", "SimpleRNN", "LSTM",
+                                                                                "Bidirectional"):
+            if _time_steps(layer) is None:
+                raise ValueError(f"{layer.name}: the sequence length is not fixed")
+            inner["unroll"] = True
+            names.append(layer.name)
+        return type(layer).from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+    except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+        return None
+    if not names:
+        return None
+    copy.set_weights(model.get_weights())
+    return copy, names
+
+
+def _time_steps(layer: Any) -> int | None:
+    """The fixed sequence length a recurrent layer is called on (``None``: variable, or not known)."""
+    try:
+        return list(layer.input.shape)[1]
+    except (AttributeError, ValueError, IndexError, TypeError):
+        return None

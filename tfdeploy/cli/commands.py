@@ -36,6 +36,9 @@ __all__ = ["GlobalOptions", "main"]
 @config_option(GlobalOptions, "gpu_memory_limit", "--gpu-memory-limit", type=click.IntRange(min=1), metavar="MB")
 @config_option(GlobalOptions, "seed", "--seed", type=click.IntRange(0, 2**32 - 1))
 @config_option(GlobalOptions, "deterministic", "--deterministic", is_flag=True)
+@opt.negated_flag(GlobalOptions, "onednn", "--no-onednn",
+                  help="TF_ENABLE_ONEDNN_OPTS=0 for this run and every process it starts: TensorFlow without its "
+                  "oneDNN CPU kernels (the usual fix when it crashes natively on a model).")
 @click.pass_context
 def main(ctx: click.Context, **options: Any) -> None:
     """tfdeploy: compress a Keras/TensorFlow model, export it for TF Serving, verify and benchmark it."""

@@ -75,8 +75,13 @@ from tfdeploy.compression import AutoConfig, CompressConfig
 @config_option(AutoConfig, "student_widths", "--student-widths", to_cli=opt.comma_list("{:g}".format),
                callback=opt.fraction_list, help="--auto --objective latency: widths of the distilled students tried "
                "('' for none; with --student, that model instead).")
-@opt.negated_flag(AutoConfig, "isolate", "--in-process",
-                  help="--auto: run trials in this process instead of one fresh process each.")
+@opt.negated_flag(CompressConfig, "isolate", "--in-process",
+                  help="Make the recipes (and --auto's trials) in this process instead of fresh processes: a native "
+                  "crash in TensorFlow then ends the run.")
+@config_option(CompressConfig, "recipe_timeout_s", "--recipe-timeout", type=click.FloatRange(min=0, min_open=True),
+               help="Seconds before a recipe is stopped and reported failed.")
+@config_option(CompressConfig, "resume", "--resume", is_flag=True,
+               help="Keep what an earlier run of --out made (artifact and report row); make the rest.")
 @opt.output_name(CompressConfig)
 @opt.select_tf_ops(CompressConfig, help="Let TFLite conversion use TensorFlow select ops for ops without a builtin "
                    "kernel (the runtime then needs the Flex delegate).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import traceback
 from typing import Any, Callable
@@ -19,6 +20,7 @@ import click
 
 from tfdeploy.console import Console, capture_native_output
 from tfdeploy.errors import TfdeployError
+from tfdeploy.measure.processes import ONEDNN_ENV
 from tfdeploy.progress import Progress, auto_progress
 
 
@@ -33,6 +35,9 @@ class GlobalOptions:
         gpu_memory_limit: Cap each GPU at MB megabytes (replaces memory growth).
         seed: Seed Python, NumPy, TF and both Kerases.
         deterministic: Enable TensorFlow op determinism.
+        onednn: TensorFlow's oneDNN CPU kernels (``--no-onednn`` sets ``TF_ENABLE_ONEDNN_OPTS=0`` before
+            TensorFlow is imported, for this process and every process it starts: the usual fix when TF
+            crashes natively on a model).
         console: The user's terminal (stderr) while a command runs.
     """
 
@@ -42,6 +47,7 @@ class GlobalOptions:
     gpu_memory_limit: int | None = None
     seed: int | None = None
     deterministic: bool = False
+    onednn: bool = True
     console: Console = dataclasses.field(default_factory=lambda: Console(sys.stderr), compare=False, repr=False)
 
     def progress(self) -> Progress:
@@ -49,9 +55,11 @@ class GlobalOptions:
         return Progress() if self.quiet else auto_progress(self.console.stream)
 
     def apply(self) -> None:
-        """Configures GPUs, seeds and op determinism (imports TensorFlow)."""
+        """Configures oneDNN, GPUs, seeds and op determinism (imports TensorFlow)."""
         from tfdeploy import runtime
 
+        if not self.onednn:
+            os.environ[ONEDNN_ENV] = "0"  # read once, when TensorFlow is imported (just below)
         gpu = runtime.configure_gpus(self.gpu_memory_growth, self.gpu_memory_limit)
         if self.debug:
             self.console.say(gpu.message)

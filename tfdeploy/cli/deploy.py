@@ -51,6 +51,10 @@ def global_settings(options: GlobalOptions) -> dict[str, Any]:
 @opt.output_name(DeployConfig)
 @opt.metrics(DeployConfig)
 @opt.select_tf_ops(DeployConfig, help="Let TFLite conversion use TensorFlow select ops (Flex delegate).")
+@opt.negated_flag(DeployConfig, "isolate", "--in-process",
+                  help="Make the recipes in this process: a native crash in TensorFlow then ends the run.")
+@config_option(DeployConfig, "resume", "--resume", is_flag=True,
+               help="Keep the recipes an earlier run of --out made; export, configure, verify and bench again.")
 @opt.overwrite(DeployConfig, help="Replace a previous run in --out.")
 @opt.as_json
 @library_command

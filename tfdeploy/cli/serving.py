@@ -126,6 +126,9 @@ def _int_option(field: str, flag: str, minimum: int | None = None, help: str | N
              help="Server-side replays of each warmup record (num_request_iterations).")
 @config_option(ServingConfig, "gpu_allow_growth", "--gpu-allow-growth", is_flag=True,
                help="allow_growth in the session config (GPU servers).")
+@opt.negated_flag(ServingConfig, "onednn", "--no-onednn",
+                  help="Serve with TF_ENABLE_ONEDNN_OPTS=0 (run.sh, Dockerfile, Compose, KServe runtime): for a model "
+                  "that `verify` found crashing with TensorFlow's oneDNN CPU kernels.")
 @opt.overwrite(ServingConfig, help="Replace a non-empty output directory.")
 @opt.as_json
 @library_command

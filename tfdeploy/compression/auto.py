@@ -37,8 +37,8 @@ from tfdeploy.compression.budget import Budget, make_budget
 from tfdeploy.compression.config import CompressConfig
 from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.session import CompressionSession
-from tfdeploy.compression.trials import (FOLLOW_UPS, Trial, TrialSpec, isolation_blocker, run_isolated,
-                                         run_trial)
+from tfdeploy.compression.isolation import isolation_blocker
+from tfdeploy.compression.trials import FOLLOW_UPS, Trial, TrialSpec, run_isolated, run_trial
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import refuse_existing, write_atomic
 from tfdeploy.measure.processes import peak_rss_bytes
@@ -187,7 +187,6 @@ class AutoConfig:
         timeout_s: Stop starting new candidates after this many seconds.
         keep_all: Keep every trial's artifact (otherwise only the chosen one).
         jobs: Trials run at once, capped by the machine's cores and available memory.
-        isolate: Run each trial in a fresh process (``False``: in this one, sharing the loaded model).
         trial_timeout_s: A trial still running after this many seconds is killed and recorded as failed.
         student_widths: With ``objective=latency``, distilled students of these widths (or the
             ``compress.student`` file) are candidates too, with their float and int8 TFLite versions
@@ -205,7 +204,6 @@ class AutoConfig:
     timeout_s: float | None = None
     keep_all: bool = False
     jobs: int = 1
-    isolate: bool = True
     trial_timeout_s: float = 3600.0
     student_widths: Sequence[float] = STUDENT_WIDTHS
 
@@ -236,8 +234,9 @@ def auto_compress(config: AutoConfig) -> AutoReport:
     out_dir = Path(config.compress.out_dir)
     previous = [*out_dir.glob("auto-*"), *(out_dir / name for name in AUTO_REPORTS)] if out_dir.is_dir() else []
     refuse_existing(previous, config.compress.overwrite)
+    # each trial is already a process of its own (or runs here with --in-process): no worker inside it
     trials_config = dataclasses.replace(config.compress, out_dir=out_dir / "trials", overwrite=True,
-                                        metrics=_metrics(config))
+                                        metrics=_metrics(config), isolate=False)
     candidates, notes = _candidates(config)
     config = dataclasses.replace(config, candidates=candidates)
     session = CompressionSession(trials_config, recipes=[c.recipe for c in candidates])
@@ -361,7 +360,7 @@ def _runner(config: AutoConfig, trials_config: CompressConfig, session: Compress
             jobs: int) -> tuple[Runner, str]:
     """The function that runs one trial, and how (fresh processes or this one)."""
     blocker = isolation_blocker(trials_config)
-    if not config.isolate or blocker:
+    if not config.compress.isolate or blocker:
         how = "in this process" + (f" ({blocker})" if blocker else "")
         return (lambda spec: _guarded(spec, lambda: run_trial(session, spec, budget))), how
     say, threads = session.progress, max(1, (os.cpu_count() or 1) // jobs)

@@ -35,6 +35,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.backend import KerasFlavour
 from tfdeploy.errors import TfdeployError
+from tfdeploy.measure.processes import announce_stage
 
 # Activations whose tf_keras definition is the same function as Keras 3's; every other name is
 # taken from Keras 3 (tf_keras lacks hard_silu/silu/gelu variants; its hard_sigmoid differs).
@@ -372,6 +373,7 @@ def to_tf_keras(model: Any, sample: dict[str, np.ndarray]) -> BridgeResult:
         >>> to_tf_keras(keras3_model, {"image": x[:8]}).max_abs_diff      # doctest: +SKIP
         0.0
     """
+    announce_stage("build the tf_keras copy for TFMOT")
     from tfdeploy.io_spec import take
 
     io = backend.model_io(model)

@@ -123,13 +123,18 @@ def make_budget(metric: str, spec: Any, original_raw: float | None, max_drop: fl
         TfdeployError: When no bound is given for a metric other than accuracy, or a bound is negative.
     """
     original = None if original_raw is None else original_raw * spec.scale
+    if max_drop is not None and not spec.has_drop:
+        raise TfdeployError(f"{metric} has no meaningful drop from the original (identical outputs score "
+                            f"{original:g} {spec.unit}): give --metric-threshold V instead (snr 25: at least 25 dB). "
+                            f"Received: max_metric_drop={max_drop}")
     if max_drop is None and threshold is None:
         if spec.name != "accuracy":
             shown = "unknown" if original is None else f"{original:.4g}"
+            drop = (f"--max-metric-drop X (how much worse than the original's {shown} a variant may be) or "
+                    if spec.has_drop else "")
             raise TfdeployError(
                 f"--auto is driven by {metric} (the first metric), so its budget is in {metric}'s units: pass "
-                f"--max-metric-drop X (how much worse than the original's {shown} a variant may be) or "
-                f"--metric-threshold V (a value it must reach). Received: metric={metric!r}")
+                f"{drop}--metric-threshold V (a value it must reach). Received: metric={metric!r}")
         max_drop = DEFAULT_ACCURACY_DROP
     if max_drop is not None and max_drop < 0:
         raise TfdeployError(f"A drop budget cannot be negative. Received: max_metric_drop={max_drop}")

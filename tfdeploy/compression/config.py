@@ -66,6 +66,11 @@ class CompressConfig:
         seed: Seed for sampling calibration/synthetic inputs.
         custom_objects: Custom layers/functions needed to load the model.
         safe_mode: Refuse Lambda layers (``False``: ``--unsafe-deserialization``).
+        isolate: Make the recipes (and ``--auto``'s trials) in fresh processes, so that a native crash in
+            TensorFlow or an out-of-memory kill fails one recipe, not the run (``False``: ``--in-process``).
+        recipe_timeout_s: A recipe still running after this many seconds is stopped and reported failed.
+        resume: Keep the recipes an earlier run of the same ``out_dir`` made (artifact and report row),
+            make the rest.
         overwrite: Replace existing artifacts.
         progress: Called with a line of text as long work advances (the CLI prints it).
     """
@@ -98,6 +103,9 @@ class CompressConfig:
     seed: int = 0
     custom_objects: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     safe_mode: bool = True
+    isolate: bool = True
+    recipe_timeout_s: float = 3600.0
+    resume: bool = False
     overwrite: bool = False
     progress: ProgressLike = "auto"
 
@@ -157,9 +165,9 @@ def _made_by(name: str) -> list[str]:
 
 
 def refuse_existing_outputs(config: CompressConfig) -> None:
-    """Raises before any work if a file the run would write exists and ``overwrite`` is off."""
+    """Raises before any work if a file the run would write exists and neither ``overwrite`` nor ``resume`` is on."""
     existing = [str(p) for p in planned_outputs(config) if p.exists()]
-    if existing and not config.overwrite:
+    if existing and not (config.overwrite or config.resume):
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise TfdeployError(f"Output file(s) already exist; pass --overwrite (overwrite=True) to replace them. "
-                            f"Received: path={existing[0]!r}{more}")
+        raise TfdeployError(f"Output file(s) already exist; pass --overwrite (overwrite=True) to replace them, or "
+                            f"--resume to keep what that run made. Received: path={existing[0]!r}{more}")

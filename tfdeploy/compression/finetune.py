@@ -20,6 +20,7 @@ import numpy as np
 
 from tfdeploy import backend
 from tfdeploy.io_spec import Arrays, ModelIO, TensorInfo, as_feed, batch_size
+from tfdeploy.measure.processes import announce_stage
 from tfdeploy.progress import as_progress
 
 SPARSE_CE, CE, BCE, MSE = "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse"
@@ -135,6 +136,7 @@ def fit(model: Any, x: Arrays, targets: Sequence[Target], options: FitOptions, c
     """Fine-tunes ``model`` (either Keras) in place towards ``targets``."""
     keras = backend.keras_module_for(model)
     io = backend.model_io(model)
+    announce_stage("fine-tune" if label == "fine-tune" else f"fine-tune ({label})")
     frozen = batch_norm_layers(model) if options.freeze_batch_norm else []
     previous = [layer.trainable for layer in frozen]
     for layer in frozen:

@@ -28,6 +28,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import Arrays
+from tfdeploy.measure.processes import announce_stage
 from tfdeploy.progress import Progress
 
 
@@ -169,6 +170,7 @@ def quantize_int16x8(float_blob: bytes, calibration: Arrays) -> bytes:
 
 
 def _quantize(float_blob: bytes, rules: Sequence[backend.QuantRule], calibration: Any = None) -> bytes:
+    announce_stage("calibrate and quantize (litert-quantizer)" if calibration else "quantize (litert-quantizer)")
     try:
         return backend.quantize_flatbuffer(float_blob, rules, calibration)
     except (ValueError, RuntimeError, KeyError) as exc:

@@ -77,7 +77,7 @@ class Evaluator:
         info = {}
         for ref in self.plan.chosen:
             spec = ref.spec()
-            info[str(ref)] = MetricInfo(spec.unit, spec.scale, spec.direction.value, spec.summary)
+            info[str(ref)] = MetricInfo(spec.unit, spec.scale, spec.direction.value, spec.summary, spec.has_drop)
         return info
 
     def evaluate(self, predictor: Predictor) -> Measured:
@@ -88,11 +88,12 @@ class Evaluator:
         """Sizes, sparsity, quality, fidelity and latency of one artifact against the original."""
         size, size0 = artifact_size(artifact.path), self.original_size
         model = artifact.sparsity_model
-        sparsity, by_type = kernel_sparsity(model) if model is not None else (None, {})
+        sparsity, by_type = kernel_sparsity(model) if model is not None else artifact.sparsity or (None, {})
         report = VariantReport(
             name=name, path=str(artifact.path), format=artifact.path.suffix or "savedmodel", raw_bytes=size.raw_bytes,
             gzip_bytes=size.gzip_bytes, raw_ratio=size.raw_bytes / size0.raw_bytes,
-            gzip_ratio=size.gzip_bytes / size0.gzip_bytes, params=count_params(model if model is not None else params_model),
+            gzip_ratio=size.gzip_bytes / size0.gzip_bytes,
+            params=artifact.params or count_params(model if model is not None else params_model),
             sparsity=sparsity, sparsity_by_layer_type=by_type, seconds=seconds, notes=list(artifact.notes),
             layers=dict(artifact.layers), training=list(artifact.training))
         if artifact.predictor is not None:

@@ -59,7 +59,8 @@ class AutoHint:
 @dataclasses.dataclass
 class Artifact:
     """What a recipe produced: the file, how to run it, the Keras model for sparsity, notes, per-layer precisions
-    and, for a recipe that trains a new model, its scores by epoch."""
+    and, for a recipe that trains a new model, its scores by epoch. A recipe made in a worker process
+    brings its ``sparsity`` (overall, by layer type) and ``params`` instead of the model."""
 
     path: Path
     predictor: Predictor | None
@@ -67,6 +68,8 @@ class Artifact:
     notes: list[str] = dataclasses.field(default_factory=list)
     layers: dict[str, str] = dataclasses.field(default_factory=dict)
     training: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    sparsity: tuple[float | None, dict[str, float]] | None = None
+    params: int | None = None
 
 
 RecipeFunction = Callable[["CompressionSession", Any], Artifact]

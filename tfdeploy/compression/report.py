@@ -23,6 +23,7 @@ class MetricInfo:
     scale: float
     direction: str
     summary: str
+    has_drop: bool = True
 
     def header(self, name: str) -> str:
         return f"{name} {self.unit}".strip()
@@ -79,6 +80,12 @@ class VariantReport(Report):
     def failed(self) -> bool:
         return self.status == "failed"
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> VariantReport:
+        """A row read back from ``report.json`` (``--resume``)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
 
 @dataclasses.dataclass
 class CompressionReport(Report):
@@ -102,6 +109,7 @@ class CompressionReport(Report):
     metric_notes: list[str] = dataclasses.field(default_factory=list)
     bridge_max_abs_diff: float | None = None
     bridge_notes: list[str] = dataclasses.field(default_factory=list)
+    run_notes: list[str] = dataclasses.field(default_factory=list)
     data_warnings: list[str] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
 
@@ -113,6 +121,11 @@ class CompressionReport(Report):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "failed": [v.name for v in self.failed]}
+
+    def _drop_info(self) -> MetricInfo | None:
+        """How the driving metric reads, when a drop from the original's value means something."""
+        info = self.metric_info.get(self.driving_metric or "")
+        return info if info is not None and info.has_drop else None
 
     def _fidelity_column(self) -> str | None:
         """The fidelity column the table adds when the chosen metrics do not already show it."""
@@ -126,8 +139,7 @@ class CompressionReport(Report):
     @property
     def header(self) -> tuple[str, ...]:
         chosen = [self.metric_info[ref].header(ref) for ref in self.metrics]
-        drop = [self.metric_info[self.driving_metric].drop_header(self.driving_metric)] \
-            if self.driving_metric in self.metric_info else []
+        drop = [self.metric_info[self.driving_metric].drop_header(self.driving_metric)] if self._drop_info() else []
         fidelity = {"agreement": ["agreement %"], "snr": ["SNR dB"], None: []}[self._fidelity_column()]
         return (*self.SIZE_HEADER, *chosen, *drop, *fidelity, "max |diff|", "latency ms", "time s")
 
@@ -142,7 +154,7 @@ class CompressionReport(Report):
                 rows.append((v.name, "FAILED", *[None] * (width - 3), seconds))
                 continue
             quality = [self.metric_info[ref].show(v.summary.get(ref)) for ref in self.metrics]
-            info = self.metric_info.get(self.driving_metric or "")
+            info = self._drop_info()
             drop = [info.show(v.summary_drops.get(self.driving_metric))] if info else []
             fidelity = {"agreement": [pct(v.agreement)], "snr": [None if v.snr_db is None else round(v.snr_db, 1)],
                         None: []}[self._fidelity_column()]
@@ -157,7 +169,8 @@ class CompressionReport(Report):
         if self.bridge_max_abs_diff is not None:
             lines.insert(0, f"tf_keras copy for TFMOT: max abs output difference {self.bridge_max_abs_diff:.3g}")
             lines[1:1] = [f"tf_keras copy: {note}" for note in self.bridge_notes]
-        return [f"data: {w}" for w in self.data_warnings] + [f"metrics: {n}" for n in self.metric_notes] + lines
+        return ([f"data: {w}" for w in self.data_warnings] + [f"metrics: {n}" for n in self.metric_notes] +
+                [f"run: {n}" for n in self.run_notes] + lines)
 
     def heading(self) -> str:
         judged = (f"judged by {', '.join(self.metrics)} ({self.metric_source}); --auto and the plot use "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +34,7 @@ from tfdeploy.backend import KerasFlavour
 from tfdeploy.compression import bridge, students
 from tfdeploy.compression.config import REPORT_FILES, CompressConfig, keras_suffix, refuse_existing_outputs
 from tfdeploy.compression.finetune import FitOptions, Trainer
+from tfdeploy.compression.isolation import IsolatedRecipes, isolation_blocker
 from tfdeploy.compression.metrics import EvaluationChoice, Evaluator
 from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.recipes.distill import distilled_io
@@ -45,7 +47,7 @@ from tfdeploy.io_spec import Arrays, ModelIO, synthesize
 from tfdeploy.measure.predictors import (Predictor, check_batch_one, keras_predictor, saved_model_predictor,
                                          tflite_predictor)
 from tfdeploy.model.data import ModelData, read_data, require_two_classes
-from tfdeploy.model.loading import has_optimizer_state, load_model, save_model, training_config
+from tfdeploy.model.loading import load_model, save_model, training_config
 from tfdeploy.progress import as_progress
 
 __all__ = ["CompressConfig", "CompressionReport", "CompressionSession", "VariantReport", "compress"]
@@ -74,6 +76,7 @@ class CompressionSession:
         self._stages: dict[str, Any] = {}
         self._bridge: bridge.BridgeResult | None = None
         self.prefix = ""  # "distill+" in the session of a chain's later steps
+        self.made_elsewhere: tuple[float | None, list[str]] | None = None  # the bridge, as a worker reported it
         self.converter = Converter(self.io, config.io_dtype, config.int8_granularity, config.select_tf_ops, self.progress)
         original = self.original_predictor()
         self.trainer = None if self.data is None else Trainer(
@@ -158,22 +161,32 @@ class CompressionSession:
         return VariantReport(name=name, path=None, format=recipe.spec.output.value, status="failed",
                              error=error, seconds=time.perf_counter() - start, notes=[detail] if detail else [])
 
-    def finish(self, variants: list[VariantReport]) -> CompressionReport:
-        """The report of ``variants`` (original first), written as report.json/md/png."""
-        result, data = self._bridge, self.data
-        plan = self.evaluator.plan
+    def bridge_summary(self) -> tuple[float | None, list[str]]:
+        """The flat tf_keras copy's max abs output difference (``None``: none was needed) and notes."""
+        if self.made_elsewhere is not None:
+            return self.made_elsewhere
+        result = self._bridge
+        if result is None:
+            return None, []
+        return (None if result.model is self.loaded.model else result.max_abs_diff), result.notes
+
+    def finish(self, variants: list[VariantReport], run_notes: Sequence[str] = (), final: bool = True) -> CompressionReport:
+        """The report of ``variants`` (original first), written atomically as report.json/md (and report.png
+        when ``final``): after every recipe, so that a killed run leaves the rows it finished."""
+        data, plan = self.data, self.evaluator.plan
+        bridge_diff, bridge_notes = self.bridge_summary()
         report = CompressionReport(
             model=str(self.loaded.path), flavour=self.loaded.flavour.value, out_dir=str(self.out_dir),
             data=None if data is None else data.source, eval_samples=self.evaluator.samples,
             label_output=data.label_output if data else None, variants=variants,
             metrics=[str(ref) for ref in plan.chosen], driving_metric=str(plan.driving), metric_source=plan.source,
             metric_info=self.evaluator.metric_info(), metric_notes=list(plan.notes),
-            bridge_max_abs_diff=None if result is None or result.model is self.loaded.model else result.max_abs_diff,
-            bridge_notes=[] if result is None else result.notes, data_warnings=list(data.warnings) if data else [])
+            bridge_max_abs_diff=bridge_diff, bridge_notes=bridge_notes, run_notes=[*self.loaded.notes, *run_notes],
+            data_warnings=list(data.warnings) if data else [])
         for variant in report.variants:  # tracebacks belong in report.json, not in the table
             if variant.failed:
                 variant.notes = [n for n in variant.notes if not n.startswith("Traceback")]
-        chart = write_chart(report, self.out_dir / "report.png")
+        chart = write_chart(report, self.out_dir / "report.png") if final else None
         report.files = [str(self.out_dir / name) for name in REPORT_FILES if name != "report.png" or chart]
         write_atomic(self.out_dir / "report.json", report.to_json())
         write_atomic(self.out_dir / "report.md", report.to_markdown(relative_to=self.out_dir))
@@ -285,8 +298,18 @@ class CompressionSession:
             raise
         return predictor
 
-    def had_optimizer_state(self) -> bool:
-        return has_optimizer_state(self.loaded.path)
+    def resumable(self) -> dict[str, VariantReport]:
+        """The rows of an earlier ``report.json`` in ``out_dir`` whose artifacts exist, judged by the same metrics."""
+        path = self.out_dir / "report.json"
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if earlier.get("metrics") != [str(ref) for ref in self.evaluator.plan.chosen]:
+            self.progress("  --resume: the earlier report was judged by other metrics; every recipe is made again")
+            return {}
+        rows = [VariantReport.from_dict(row) for row in earlier.get("variants", [])[1:]]
+        return {row.name: row for row in rows if not row.failed and row.path and Path(row.path).exists()}
 
 
 def _scale_warnings(data: ModelData, model: Any, io: ModelIO) -> list[str]:
@@ -300,6 +323,27 @@ def _scale_warnings(data: ModelData, model: Any, io: ModelIO) -> list[str]:
             warnings.append(f"input {info.name!r} spans {float(x.min()):g}..{float(x.max()):g}, like unscaled 0–255 "
                             "images, and the model has no Rescaling/Normalization layer: check the preprocessing")
     return warnings
+
+
+class InProcessRecipes:
+    """Makes a session's recipes in this process (``--in-process``, or what a worker cannot receive)."""
+
+    def __init__(self, session: CompressionSession, why: str) -> None:
+        self.session, self.notes = session, [f"recipes made in this process: {why}"]
+
+    def run(self, recipe: Recipe, label: str = "") -> VariantReport:
+        return self.session.run_recipe(recipe, label)
+
+    def close(self) -> None:
+        """Nothing to end."""
+
+
+def recipe_runner(session: CompressionSession, recipes: Sequence[Recipe]) -> IsolatedRecipes | InProcessRecipes:
+    """Where the session's recipes are made: worker processes, unless ``--in-process`` or the config cannot travel."""
+    if not session.config.isolate:
+        return InProcessRecipes(session, "--in-process")
+    blocker = isolation_blocker(session.config)
+    return InProcessRecipes(session, blocker) if blocker else IsolatedRecipes(session, list(recipes))
 
 
 @faults.boundary("compress", where="out_dir")
@@ -329,8 +373,21 @@ def compress(config: CompressConfig) -> CompressionReport:
         0.27
     """
     refuse_existing_outputs(config)
+    if config.resume:  # what is not kept is made again, over what a killed run left
+        config = dataclasses.replace(config, overwrite=True)
     session = CompressionSession(config, recipes=config.recipes)
+    kept = session.resumable() if config.resume else {}
+    runner = recipe_runner(session, [r for r in config.recipes if r.value not in kept])
     variants = [session.original]
-    for index, recipe in enumerate(config.recipes, start=1):
-        variants.append(session.run_recipe(recipe, label=f"[{index}/{len(config.recipes)}] "))
-    return session.finish(variants)
+    try:
+        for index, recipe in enumerate(config.recipes, start=1):
+            label = f"[{index}/{len(config.recipes)}] "
+            if recipe.value in kept:
+                session.progress(f"{label}{recipe.value}: kept from the earlier run (--resume)")
+                variants.append(kept[recipe.value])
+            else:
+                variants.append(runner.run(recipe, label))
+            session.finish(variants, runner.notes, final=False)
+    finally:
+        runner.close()
+    return session.finish(variants, runner.notes)

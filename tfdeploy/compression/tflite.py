@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import os
 import re
 import tempfile
 import weakref
@@ -33,6 +34,7 @@ import numpy as np
 from tfdeploy import backend
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, as_feed, batch_size, take
+from tfdeploy.measure.processes import CHILD_ENV, announce_stage
 from tfdeploy.progress import Progress
 
 FLEX_NOTE = ("uses TensorFlow select ops {ops}: the runtime needs the Flex delegate (LiteRT's Python package has "
@@ -159,6 +161,7 @@ def _configure(converter: Any, mode: TfliteMode, attempt: _Attempt, representati
 
 def _attempt(model: Any, io: ModelIO, mode: TfliteMode, attempt: _Attempt, representative: Mapping[str, np.ndarray] | None,
              io_dtype: IoDtype, granularity: Int8Granularity) -> bytes:
+    announce_stage("calibrate and convert to int8" if mode is TfliteMode.INT8 else f"convert to TFLite ({mode.value})")
     with converter_for(model, io, attempt.batch) as converter:
         _configure(converter, mode, attempt, representative, io, io_dtype, granularity)
         try:
@@ -218,7 +221,7 @@ def convert(model: Any, mode: TfliteMode, representative: Mapping[str, np.ndarra
     io = io or backend.model_io(model)
     model, attempt, notes = _recurrent_plan(model, io)
     if mode is TfliteMode.INT8 and attempt.batch is not None:
-        _refuse_calibrating_loops(model, io, select_tf_ops)
+        model, notes = _loops_for_calibration(model, io, select_tf_ops, notes)
     for _ in range(4):
         try:
             blob = _attempt(model, io, mode, attempt, representative, io_dtype, granularity)
@@ -268,18 +271,36 @@ def _recurrent_plan(model: Any, io: ModelIO) -> tuple[Any, _Attempt, list[str]]:
     return model, _Attempt(batch=1), notes
 
 
-def _refuse_calibrating_loops(model: Any, io: ModelIO, select_tf_ops: bool) -> None:
-    """Full-int8 calibration of a TFLite WHILE loop crashes TF 2.21's calibrator (SIGSEGV): refuse it first."""
+def _has_loop(model: Any, io: ModelIO, select_tf_ops: bool) -> bool:
     float_blob = _attempt(model, io, TfliteMode.FLOAT32, _Attempt(batch=1, select_ops=select_tf_ops), None,
                           IoDtype.FLOAT32, Int8Granularity.PER_CHANNEL)
-    interpreter, _ = backend.tflite_interpreter(float_blob)
-    if any(op["op_name"] == "WHILE" for op in interpreter._get_ops_details()):
-        loops = ", ".join(f"{path} ({kind})" for path, kind in backend.recurrent_layers(model) if kind != "LSTM")
-        raise TfdeployError(
-            f"Full-integer int8 needs calibration, and TensorFlow 2.21's TFLite calibrator crashes (segmentation "
-            f"fault) on the WHILE loop that {loops or 'the recurrent layers'} become in TFLite. Use ptq-dynamic (int8 "
-            "weights, float activations) or ptq-float16 for this model; LSTM layers avoid the loop (fused kernels). "
-            f"Received: model={getattr(model, 'name', '?')!r}")
+    return "WHILE" in backend.builtin_ops(float_blob)
+
+
+def _loops_for_calibration(model: Any, io: ModelIO, select_tf_ops: bool, notes: list[str]) -> tuple[Any, list[str]]:
+    """Full-int8 calibration of a TFLite WHILE loop crashes TF 2.21's calibrator (SIGSEGV): unroll the recurrence.
+
+    Over a fixed sequence length (text models pad to one) an unrolled GRU is static ops, which calibrate.
+    Where it cannot be unrolled, the loop is calibrated anyway in a worker process (a crash there is one
+    failed recipe) and refused in this process.
+    """
+    if not _has_loop(model, io, select_tf_ops):
+        return model, notes
+    loops = ", ".join(f"{path} ({kind})" for path, kind in backend.recurrent_layers(model) if kind != "LSTM")
+    unrolled = backend.unrolled(model)
+    if unrolled is not None and not _has_loop(unrolled[0], io, select_tf_ops):
+        steps = [f"{name}" for name in unrolled[1]]
+        return unrolled[0], [*notes, f"{', '.join(steps)} unrolled over the fixed sequence length for int8: TF 2.21's "
+                                     "calibrator crashes on the WHILE loop a recurrent layer otherwise becomes"]
+    if os.environ.get(CHILD_ENV) == "1":
+        return model, [*notes, f"calibrating the WHILE loop of {loops} (its sequence length is not fixed, so it "
+                               "cannot be unrolled) in this worker process: TF 2.21's calibrator may crash on it"]
+    raise TfdeployError(
+        f"Full-integer int8 needs calibration, and TensorFlow 2.21's TFLite calibrator crashes (segmentation "
+        f"fault) on the WHILE loop that {loops or 'the recurrent layers'} become in TFLite; they cannot be unrolled "
+        "(the sequence length is not fixed) and this run is in one process (--in-process). Use ptq-dynamic (int8 "
+        "weights, float activations) or ptq-float16, pad the sequences to a fixed length, or drop --in-process. "
+        f"Received: model={getattr(model, 'name', '?')!r}")
 
 
 def _flex_ops(blob: bytes) -> list[str]:

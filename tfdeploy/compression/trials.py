@@ -28,12 +28,12 @@ import json
 import math
 import re
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tfdeploy import backend
 from tfdeploy.compression.budget import Budget
 from tfdeploy.compression.config import CompressConfig
+from tfdeploy.compression.isolation import config_from_json, config_to_json
 from tfdeploy.compression.litert_quantization import (LayerPlan, mixed_assignment, plan_of, quantize_weights,
                                                       rank_sensitivity)
 from tfdeploy.compression.recipes import Recipe
@@ -248,41 +248,6 @@ def _int4_plan(session: CompressionSession, ops: Sequence[backend.WeightedOp], r
 
 
 # --- in a fresh process -----------------------------------------------------------------------------
-
-
-def isolation_blocker(config: CompressConfig) -> str | None:
-    """Why ``config`` cannot be sent to a child process (``None``: it can)."""
-    if config.custom_objects:
-        return "custom objects are Python objects a fresh process cannot receive"
-    if config.data is not None and not isinstance(config.data, (str, Path)):
-        return "the data is an in-memory Dataset, not a path"
-    return None
-
-
-def config_to_json(config: CompressConfig) -> dict[str, Any]:
-    """The fields of a path-only :class:`CompressConfig` as JSON values (see :func:`isolation_blocker`)."""
-    values = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if field.name in ("progress", "custom_objects"):
-            continue
-        if field.name == "recipes":
-            value = [str(r) for r in value]
-        elif isinstance(value, LayerPlan):
-            value = value.to_dict()
-        elif hasattr(value, "value"):
-            value = value.value
-        elif isinstance(value, Path):
-            value = str(value)
-        values[field.name] = value
-    return values
-
-
-def config_from_json(values: dict[str, Any], progress: Any) -> CompressConfig:
-    """The inverse of :func:`config_to_json` (enum fields restored from their defaults' types)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(CompressConfig)}
-    fields = {k: type(defaults[k])(v) if hasattr(defaults.get(k), "value") else v for k, v in values.items()}
-    return CompressConfig(**fields, progress=progress)
 
 
 def run_isolated(config: CompressConfig, spec: TrialSpec, budget: Budget, on_line: Callable[[str], None],

@@ -19,7 +19,7 @@ import argparse
 import os
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from tfdeploy.errors import TfdeployError
 from tfdeploy.measure.predictors import Predictor, predictor_for_file, request_batch, saved_model_predictor
@@ -79,7 +79,8 @@ def measure_here(artifact: str | os.PathLike, replay: bool, steady_calls: int = 
 
 
 def measure_cold_start(artifact: str | os.PathLike, replay_warmup: bool, steady_calls: int = 30,
-                       signature_name: str = "serving_default", timeout: float = 300) -> dict[str, Any]:
+                       signature_name: str = "serving_default", timeout: float = 300,
+                       env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Runs :func:`measure_here` in a fresh process and returns its result.
 
     Args:
@@ -88,11 +89,13 @@ def measure_cold_start(artifact: str | os.PathLike, replay_warmup: bool, steady_
         steady_calls: Timed calls after the first one.
         signature_name: Signature of a SavedModel version.
         timeout: Seconds before the child process is killed.
+        env: Extra environment of the child (``TF_ENABLE_ONEDNN_OPTS=0``).
 
     Returns:
         The measurement (see :func:`measure_here`).
 
     Raises:
+        ChildCrashed: If the child process dies by a signal.
         TfdeployError: If the child process fails (its last error line is included).
 
     Example:
@@ -101,7 +104,7 @@ def measure_cold_start(artifact: str | os.PathLike, replay_warmup: bool, steady_
     """
     args = [str(artifact), "--steady-calls", str(steady_calls), "--signature", signature_name]
     return run_child(CHILD_MODULE, args + (["--replay-warmup"] if replay_warmup else []), "Cold-start measurement",
-                     f"path={str(artifact)!r}", timeout)
+                     f"path={str(artifact)!r}", timeout, env=env)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,8 @@ from tfdeploy import backend, plots
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import as_feed
 from tfdeploy.measure.predictors import request_batch
-from tfdeploy.measure.processes import PROGRESS_PREFIX, child_main, child_progress, current_rss_bytes, run_child
+from tfdeploy.measure.processes import (PROGRESS_PREFIX, child_main, child_progress, current_rss_bytes, run_child,
+                                        surviving_onednn)
 from tfdeploy.measure.swap_timeline import Swap, SwapSummary, Window, summarize_swaps, windowed_percentiles
 from tfdeploy.measure.timing import RequestLog
 from tfdeploy.model.loading import is_saved_model_dir
@@ -468,11 +469,14 @@ def rehearse_hot_swap(config: HotSwapConfig) -> HotSwapReport:
     for index, (name, fixes, preload) in enumerate(plans, 1):
         with say.task(f"Hot-swap rehearsal {index}/{len(plans)}: {name} (fresh process)", total=config.swaps,
                       unit="swap") as task:
-            data = run_child(CHILD_MODULE, _child_args(config, fixes), "Hot-swap rehearsal",
-                             f"config={name!r}, old={str(old)!r}, new={str(new)!r}", config.timeout_s,
-                             on_line=lambda line: task.advance() if line.startswith(PROGRESS_PREFIX) else None,
-                             env={"LD_PRELOAD": JEMALLOC} if preload else None)
+            data, retried = surviving_onednn(lambda env: run_child(
+                CHILD_MODULE, _child_args(config, fixes), "Hot-swap rehearsal",
+                f"config={name!r}, old={str(old)!r}, new={str(new)!r}", config.timeout_s,
+                on_line=lambda line: task.advance() if line.startswith(PROGRESS_PREFIX) else None, env=env),
+                {"LD_PRELOAD": JEMALLOC} if preload else None)
         runs.append(HotSwapRun.from_dict(data))
+        if retried:
+            notes.append(f"{name}: {retried}; serve this model with TF_ENABLE_ONEDNN_OPTS=0 (serving-config --no-onednn)")
     report = HotSwapReport(old_version=str(old), new_version=str(new), concurrency=config.concurrency,
                            platform_config=str(config.serving_config or "tfdeploy serving-config defaults"),
                            swaps=config.swaps, runs=runs, notes=notes)

@@ -20,11 +20,27 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from tfdeploy.errors import TfdeployError
 
+T = TypeVar("T")
+
 PROGRESS_PREFIX = "progress: "  # marks a child's progress lines among whatever else TF writes to stderr
+STAGE_PREFIX = "stage: "  # a child names the step it starts, so that a native crash in it can be named
+CHILD_ENV = "TFDEPLOY_CHILD"  # set in every child tfdeploy starts
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow reads it once, when it is imported
+CRASH_SIGNALS = {"SIGSEGV": "a segmentation fault", "SIGBUS": "a bus error", "SIGILL": "an illegal instruction",
+                 "SIGABRT": "an abort", "SIGFPE": "a floating-point exception",
+                 "SIGKILL": "a kill (most often the kernel's out-of-memory killer)"}
+
+
+class ChildCrashed(TfdeployError):
+    """A child process died by a signal (a native crash, or the out-of-memory killer): ``signal`` names it."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal = signal_name
 
 
 def run_child(module: str, args: Sequence[str], what: str, received: str, timeout: float = 300,
@@ -44,16 +60,15 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
         The child's result.
 
     Raises:
-        TfdeployError: If the child fails (its last error line is included), is killed, times out or
-            prints no JSON.
+        ChildCrashed: If the child is killed by a signal.
+        TfdeployError: If the child fails (its last error line is included), times out or prints no JSON.
 
     Example:
         >>> run_child("tfdeploy.measure.hot_swap", ["1", "2"], "Hot-swap rehearsal", "old='1', new='2'")   # doctest: +SKIP
     """
     command = [sys.executable, "-m", module, *map(str, args)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": _import_path(),
-                                  **(env or {})})
+                             env=child_environment(env))
     errors: list[str] = []
     outputs: list[str] = []
     readers = [threading.Thread(target=_read_lines, args=(child.stderr, errors, on_line), daemon=True),
@@ -69,10 +84,11 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
     finally:
         for reader in readers:
             reader.join()
+    if child.returncode < 0:
+        raise ChildCrashed(f"{what} failed: the process was killed by {describe_signal(-child.returncode)}. "
+                           f"Received: {received}", _signal_name(-child.returncode))
     if child.returncode != 0:
         last = next((line for line in reversed(errors) if line.strip()), None)
-        if child.returncode < 0:
-            last = f"the process was killed by signal {-child.returncode} ({_signal_name(-child.returncode)})"
         raise TfdeployError(f"{what} failed: {last or 'no output'}. Received: {received}")
     lines = [line for line in outputs if line.strip()]
     try:
@@ -80,6 +96,48 @@ def run_child(module: str, args: Sequence[str], what: str, received: str, timeou
     except (IndexError, ValueError):
         raise TfdeployError(f"{what} failed: the process printed no JSON result "
                             f"({(lines or ['no output'])[-1][:200]}). Received: {received}") from None
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child tfdeploy starts: this one, TF's C++ logging quiet, this import path, ``extra``."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": _import_path(), CHILD_ENV: "1", **(extra or {})}
+
+
+def onednn_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether TensorFlow (started with ``env``, default this process's) uses its oneDNN CPU kernels (the default)."""
+    value = (env if env is not None else os.environ).get(ONEDNN_ENV, "")
+    return value.strip().lower() not in ("0", "false", "off")
+
+
+def surviving_onednn(run: Callable[[Mapping[str, str]], T], env: Mapping[str, str] | None = None) -> tuple[T, str | None]:
+    """``run(env)`` of a child; if it crashed natively with oneDNN on, once more with oneDNN off.
+
+    Returns:
+        The result and, after a retry, a note naming the crash ("rerun without oneDNN after SIGSEGV").
+
+    Raises:
+        ChildCrashed: If it crashed with oneDNN off too (or it was off already).
+    """
+    env = dict(env or {})
+    try:
+        return run(env), None
+    except ChildCrashed as crash:
+        if not onednn_enabled({**os.environ, **env}):
+            raise
+        result = run({**env, ONEDNN_ENV: "0"})
+        return result, f"rerun without oneDNN after {crash.signal}: it crashed with TensorFlow's oneDNN CPU kernels on"
+
+
+def describe_signal(number: int) -> str:
+    """``SIGSEGV (a segmentation fault)`` for a signal number."""
+    name = _signal_name(number)
+    return f"{name} ({CRASH_SIGNALS[name]})" if name in CRASH_SIGNALS else f"signal {number} ({name})"
+
+
+def announce_stage(stage: str) -> None:
+    """In a child tfdeploy started: names the step about to run (fine-tune, calibrate, convert, ...) on stderr."""
+    if os.environ.get(CHILD_ENV) == "1":
+        print(STAGE_PREFIX + stage, file=sys.stderr, flush=True)
 
 
 def _import_path() -> str:

@@ -98,12 +98,14 @@ class LoadedModel:
         flavour: Which Keras wrote the file.
         path: The file or directory it was read from.
         format: The on-disk format.
+        notes: What loading had to do (a subclassed model wrapped under a named input).
     """
 
     model: Any
     flavour: KerasFlavour
     path: Path
     format: ModelFormat
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def import_spec(spec: str, what: str, example: str) -> Any:
@@ -149,10 +151,18 @@ def _keras_version_of_keras_zip(path: Path) -> str:
         with zipfile.ZipFile(path) as archive:
             metadata = json.loads(archive.read("metadata.json"))
             archive.getinfo("model.weights.h5")
+            config = archive.read("config.json")
     except (KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise TfdeployError(
             f"The .keras archive is incomplete or corrupt ({exc}); re-save the model. Received: path={str(path)!r}"
         ) from exc
+    try:
+        json.loads(config)
+    except ValueError as exc:
+        raise TfdeployError(
+            f"The .keras archive's config.json is not JSON ({exc.__class__.__name__} at byte "
+            f"{getattr(exc, 'pos', '?')}): the file is corrupt or was not written by Keras. Re-save the model with "
+            f"model.save(...). Received: path={str(path)!r}") from exc
     return str(metadata.get("keras_version", ""))
 
 
@@ -293,7 +303,35 @@ def load_model(
         raise
     except Exception as exc:  # Keras raises TypeError/ValueError/OSError/... for bad files
         raise _load_error(exc, path, flavour, custom_objects) from exc
-    return LoadedModel(model=model, flavour=flavour, path=path, format=fmt)
+    model, notes = _with_named_inputs(model, path) if flavour is KerasFlavour.KERAS3 else (model, [])
+    return LoadedModel(model=model, flavour=flavour, path=path, format=fmt, notes=notes)
+
+
+def _with_named_inputs(model: Any, path: Path) -> tuple[Any, list[str]]:
+    """A built subclassed Keras 3 model wrapped functionally under the input shape its file records.
+
+    Its ``.keras`` file keeps the ``build_config`` (the shape it was first called on), which is enough
+    to call it on ``keras.Input``s and so give it named inputs and outputs.
+    """
+    try:
+        if list(model.inputs or []):
+            return model, []
+    except (AttributeError, ValueError):
+        pass
+    shapes = ((_model_config(path) or {}).get("build_config") or {}).get("input_shape")
+    if not shapes:
+        return model, []  # model_io refuses it, naming the fix
+    keras = backend.keras3()
+    if isinstance(shapes, dict):
+        inputs: Any = {name: keras.Input(tuple(shape[1:]), name=name) for name, shape in shapes.items()}
+    elif shapes and isinstance(shapes[0], (list, tuple)):
+        inputs = [keras.Input(tuple(shape[1:]), name=f"input_{i}") for i, shape in enumerate(shapes)]
+    else:
+        inputs = keras.Input(tuple(shapes[1:]), name="input")
+    wrapped = keras.Model(inputs, model(inputs), name=f"{model.name}_functional")
+    described = backend.model_io(wrapped).describe()
+    return wrapped, [f"subclassed {type(model).__name__} {model.name!r} wrapped functionally from the input shape its "
+                     f"file records (build_config): {described}"]
 
 
 def _load_error(exc: Exception, path: Path, flavour: KerasFlavour, custom_objects: Mapping[str, Any]) -> TfdeployError:

@@ -134,6 +134,8 @@ class MetricSpec:
         default_param: The parameter's default.
         keras_names: Names Keras uses for it in a file's compile config (metrics and losses).
         target: For :attr:`Direction.TARGET`, the ideal value.
+        has_drop: A worsening from the original's value means something (not for SNR, whose original
+            is the cap identical outputs get: judge it by a threshold).
     """
 
     name: str
@@ -148,6 +150,7 @@ class MetricSpec:
     default_param: float | None = None
     keras_names: tuple[str, ...] = ()
     target: float = 1.0
+    has_drop: bool = True
 
     def check(self) -> None:
         """Raises TfdeployError naming the first field that breaks the contract."""

@@ -192,7 +192,7 @@ def export(config: ExportConfig) -> ExportReport:
         tflite=str(target / TFLITE_FILE) if (target / TFLITE_FILE).exists() else None,
         warmup=warmup, files=len(files), bytes=sum(p.stat().st_size for p in files),
         modes=f"directories {_modes(dirs)}, files {_modes(files)} (readable by a server running as another user)",
-        notes=publication.notes(),
+        notes=[*loaded.notes, *publication.notes()],
     )
 
 

@@ -25,6 +25,7 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import as_feed, concat, synthesize, top1
 from tfdeploy.measure.coldstart import measure_cold_start
 from tfdeploy.measure.predictors import predictor_for_file
+from tfdeploy.measure.processes import onednn_enabled, surviving_onednn
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Report, Table, Text
 from tfdeploy.serving.export import TFLITE_FILE
@@ -151,6 +152,13 @@ def verify(
     signatures = found.value
     have_signature = checks.passes(f"signature {signature_name!r} present",
                                    lambda: _signature_present(signatures, signature_name))
+    served = checks.run("serves in a fresh process (load, warmup replay, 31 requests)",
+                        lambda: _serves(path, signature_name)) if have_signature else None
+    if served is not None and served.value and served.value.get("crashes_with_onednn") and onednn_enabled():
+        for name in ("SavedModel loads with tag 'serve'", "warmup replay, cold start and output parity"):
+            checks.skip(name, "the model crashes TensorFlow with oneDNN on, as this process has it: rerun as "
+                              "`tfdeploy --no-onednn verify ...`")
+        return report
     loaded = checks.run("SavedModel loads with tag 'serve'", lambda: _load(path))
     logs = _check_warmup(checks, path, signatures, loaded.value if loaded else None)
     tflite = path / TFLITE_FILE
@@ -160,8 +168,9 @@ def verify(
     if not (loaded and have_signature):
         return report
     if cold_start:
+        first = served.value.get("result") if served is not None and served.value else None
         measured = checks.run("cold start (fresh processes)",
-                              lambda: _cold_start(path, signature_name, logs is not None, progress))
+                              lambda: _cold_start(path, signature_name, first, logs is not None, progress))
         report.cold_start = measured.value if measured else {}
     if source_model is not None:
         compared = checks.run(f"output parity with {source_model}", lambda: _parity_outcome(
@@ -229,13 +238,34 @@ def _warmup_records(logs: list[Any], signatures: Mapping[str, SignatureInfo]) ->
     return Outcome(f"every record parses ({', '.join(kinds)}) and matches its signature's input keys, dtypes, shapes")
 
 
-def _cold_start(path: Path, signature_name: str, with_warmup: bool, progress: ProgressLike) -> Outcome[dict[str, Any]]:
-    runs = 2 if with_warmup else 1
-    with as_progress(progress).task("cold start in fresh processes", total=runs, unit="process") as task:
-        cold = measure_cold_start(path, replay_warmup=False, signature_name=signature_name)
-        task.advance()
-        warm = measure_cold_start(path, replay_warmup=True, signature_name=signature_name) if with_warmup else None
-        task.advance(runs - 1)
+def _serves(path: Path, signature_name: str) -> Outcome[dict[str, Any]]:
+    """The version loaded and called in a fresh process; once more without oneDNN if TensorFlow crashed with it.
+
+    A native crash there would take TF Serving down on every load; one that goes away without oneDNN
+    is named, with the setting that avoids it.
+    """
+    warmup = has_warmup(path)
+    result, retried = surviving_onednn(lambda env: measure_cold_start(path, replay_warmup=warmup,
+                                                                      signature_name=signature_name, env=env))
+    done = f"loaded{', replayed its warmup' if warmup else ''} and answered {1 + 30} requests"
+    if retried:
+        return Outcome(f"crashes with oneDNN on ({retried.split(' after ')[1].split(':')[0]}) and serves without it "
+                       f"({done}): on this CPU TF Serving needs TF_ENABLE_ONEDNN_OPTS=0 — `tfdeploy serving-config "
+                       "--no-onednn` writes it into run.sh, the Dockerfile, Compose and the KServe runtime",
+                       {"crashes_with_onednn": True, "result": result}, passed=False)
+    return Outcome(done, {"crashes_with_onednn": False, "result": result})
+
+
+def _cold_start(path: Path, signature_name: str, served: dict[str, Any] | None, warmup: bool,
+                progress: ProgressLike) -> Outcome[dict[str, Any]]:
+    """First-call latency in fresh processes: the serving check's run (after warmup when the version has it),
+    and one without warmup."""
+    warm = served if warmup else None
+    cold = None if warmup else served
+    if cold is None:
+        with as_progress(progress).task("cold start in a fresh process", total=1, unit="process") as task:
+            cold = measure_cold_start(path, replay_warmup=False, signature_name=signature_name)
+            task.advance()
     text = (f"without warmup: first {cold['first_ms']:.1f} ms = {cold['first_over_steady']:.1f}× steady "
             f"p50 {cold['steady_p50_ms']:.2f} ms")
     if warm:

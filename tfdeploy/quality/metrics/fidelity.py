@@ -113,4 +113,4 @@ COSINE = MetricSpec("cosine", "mean cosine similarity of each sample's output wi
 KL = MetricSpec("kl", "mean KL divergence of the variant's probabilities from the original's", Direction.LOWER,
                 Against.ORIGINAL, PROBABILITIES, lambda output, param: _Sums(output, _rows_of(_kl)))
 SNR = MetricSpec("snr", "signal-to-noise ratio: 10·log10(Σ original² / Σ (variant - original)²) over the set",
-                 Direction.HIGHER, Against.ORIGINAL, ALL_HEADS, _Snr, unit="dB")
+                 Direction.HIGHER, Against.ORIGINAL, ALL_HEADS, _Snr, unit="dB", has_drop=False)

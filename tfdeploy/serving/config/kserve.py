@@ -26,7 +26,7 @@ import textwrap
 from typing import Sequence
 
 from tfdeploy.errors import TfdeployError
-from tfdeploy.serving.config.options import CONTAINER_CONFIG, ServedModel, ServingConfig, VersionPolicy
+from tfdeploy.serving.config.options import CONTAINER_CONFIG, NO_ONEDNN_WHY, ServedModel, ServingConfig, VersionPolicy
 
 KSERVE_RUNTIME = "tfdeploy-tensorflow-serving"  # metadata.name of the ServingRuntime
 KSERVE_MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts the storageUri's contents
@@ -145,7 +145,7 @@ spec:
       command: ["/usr/bin/tensorflow_model_server"]  # not run.sh: these are its flags, with KServe's port and model
       args:
 {args}
-      ports:
+{_environment(config)}      ports:
         - containerPort: {KSERVE_HTTP_PORT}
           protocol: TCP
       securityContext:
@@ -163,6 +163,15 @@ spec:
         limits:
           cpu: "1"
           memory: 2Gi
+"""
+
+
+def _environment(config: ServingConfig) -> str:
+    if config.onednn:
+        return ""
+    return f"""      env:  # {NO_ONEDNN_WHY}
+        - name: TF_ENABLE_ONEDNN_OPTS
+          value: "0"
 """
 
 

@@ -18,6 +18,8 @@ from tfdeploy.serving.versions import existing_versions
 CONTAINER_MODELS = "/models"  # where each model's base dir is mounted inside the container
 CONTAINER_CONFIG = "/config"  # where the generated files the container reads are copied
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+NO_ONEDNN_WHY = ("TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's oneDNN CPU kernels crash natively on this model on some CPUs "
+                 "(tfdeploy verify saw it crash with them and serve without them)")
 # The newest tensorflow/serving release with a published server image. The server is released separately from the
 # Python wheels: tensorflow-serving-api 2.21.0 (the client protos tfdeploy installs) does not mean a 2.21.0 server
 # image exists. Raise this when a newer image is on Docker Hub; `--image` overrides it.
@@ -92,6 +94,9 @@ class ServingConfig:
         warmup_threads: Threads replaying warmup records.
         gpu_allow_growth: ``allow_growth`` in the session config (GPU servers).
         monitoring_path: Where Prometheus metrics are served on the REST port.
+        onednn: TensorFlow's oneDNN CPU kernels in the server (``--no-onednn`` sets
+            ``TF_ENABLE_ONEDNN_OPTS=0`` in run.sh, the Dockerfile, Compose and the KServe runtime: for a
+            model ``verify`` found crashing with them).
         overwrite: Replace a non-empty ``out_dir``.
 
     Example:
@@ -118,6 +123,7 @@ class ServingConfig:
     warmup_iterations: int = 1
     warmup_threads: int = 1
     gpu_allow_growth: bool = False
+    onednn: bool = True
     monitoring_path: str = "/monitoring/prometheus/metrics"
     overwrite: bool = False
 
