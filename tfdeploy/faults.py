@@ -87,6 +87,14 @@ def is_environment_fault(exc: BaseException) -> bool:
     return any(phrase in str(exc) for phrase, _ in _TEXT_FAULTS)
 
 
+def as_os_error(exc: BaseException) -> OSError:
+    """An environment fault (:func:`is_environment_fault`) as an ``OSError`` with its errno, to re-raise elsewhere."""
+    if isinstance(exc, OSError):
+        return exc
+    code, phrase = next(((code, phrase) for phrase, code in _TEXT_FAULTS if phrase in str(exc)), (None, str(exc)))
+    return OSError(code, phrase)
+
+
 def convert_fault(exc: BaseException, step: str, path_hint: Any = None) -> BaseException:
     """What ``exc`` becomes at the boundary of ``step`` (itself if it is neither an OS nor a framework fault)."""
     if isinstance(exc, TfdeployError):

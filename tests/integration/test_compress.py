@@ -194,7 +194,7 @@ def test_subclassed_models_are_refused_with_the_fix(keras3):
     net = Net(name="net")
     net(np.zeros((1, 16, 16, 3), "float32"))
     with pytest.raises(TfdeployError, match="'net' is a subclassed Net whose inputs and outputs are not known.*"
-                                            "Rebuild it with the functional API"):
+                                            "rebuild it with the functional API"):
         backend.model_io(net)
 
 

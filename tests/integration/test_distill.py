@@ -149,7 +149,8 @@ def test_soft_targets_come_from_the_teacher_in_inference_mode(keras3, tmp_path, 
         return real(student, teacher_io, teacher_outputs, x, labels, options, score, progress)
 
     monkeypatch.setattr(distill_recipe, "distill", spy)
-    _compress(tmp_path / "teacher.keras", tmp_path / "out", tmp_path / "data.npz", distill_epochs=1, temperature=2.0)
+    _compress(tmp_path / "teacher.keras", tmp_path / "out", tmp_path / "data.npz", distill_epochs=1, temperature=2.0,
+              isolate=False)  # the spy is in this process
     teacher = keras3.models.load_model(tmp_path / "teacher.keras")
     inference = np.asarray(teacher(x_all[:64], training=False))
     training = np.asarray(teacher(x_all[:64], training=True))

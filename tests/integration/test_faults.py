@@ -130,10 +130,11 @@ OTHER_FAULTS = [
          ("--out must be a directory",)),
     Case("bench on a file that is not TFLite",
          lambda f, out: ["bench", str(f["fake_tflite"]), "--no-cold-start"], ("Not a TFLite flatbuffer",)),
-    Case("prune on a subclassed model",
-         lambda f, out: ["compress", str(f["subclassed"]), "--out", str(out / "s"), "--recipe", "prune",
+    Case("a subclassed model saved before it was called",
+         lambda f, out: ["compress", str(f["subclassed"]), "--out", str(out / "s"), "--recipe", "ptq-dynamic",
                          "--custom-objects", "custom_layers:Subclassed"],
-         ("subclassed Subclassed whose inputs and outputs are not known", "functional API")),
+         ("subclassed Subclassed whose inputs and outputs are not known", "saved before it was called",
+          "functional API")),
     Case("missing model", lambda f, out: ["compress", str(out / "nope.keras"), "--out", str(out / "c")],
          ("No model at this path",)),
     Case("truncated model", lambda f, out: ["export", str(f["truncated"]), "--base-dir", str(out / "m")],
@@ -157,9 +158,7 @@ def fault_files(tmp_path_factory, compress_inputs, bad_data, keras3):
     (root / "fake.tflite").write_bytes(b"\x00" * 64)
     raw = Path(compress_inputs["keras3"]).read_bytes()
     (root / "truncated.keras").write_bytes(raw[: len(raw) // 2])
-    model = custom_layers.Subclassed()
-    model(np.zeros((1, *SHAPE), "float32"))
-    model.save(root / "subclassed.keras")
+    custom_layers.Subclassed().save(root / "subclassed.keras")  # never called: its file records no input shape
     return {**bad_data, "model": compress_inputs["keras3"], "version": Path(version), "a_file": root / "a_file",
             "fake_tflite": root / "fake.tflite", "truncated": root / "truncated.keras",
             "subclassed": root / "subclassed.keras"}

@@ -64,11 +64,14 @@ def test_the_replica_goes_through_compress_with_the_onednn_retry_named(replica, 
     assert all((tmp_path / Path(v.path).name).exists() for v in report.variants[1:])
     if not replica["fit_crashes"]:
         pytest.skip("fitting the replica does not crash TensorFlow's oneDNN kernels on this CPU: no retry to name")
-    prune = report.variants[2]
-    assert prune.notes[0].startswith("rerun without oneDNN after SIG") and " in fine-tune (prune) " in prune.notes[0]
-    saved = json.loads((tmp_path / "report.json").read_text())
-    assert "rerun without oneDNN" in saved["variants"][2]["notes"][0]
-    assert any("ran without oneDNN" in note for note in saved["run_notes"])
+    # The first fine-tuning that crashes (prune here; on some CPUs only QAT's) is retried; later ones run without it.
+    retried = [v for v in report.variants if v.notes and v.notes[0].startswith("rerun without oneDNN after SIG")]
+    assert len(retried) == 1, [v.notes for v in report.variants]
+    assert retried[0].name in ("prune", "qat") and f" in fine-tune ({retried[0].name}) " in retried[0].notes[0]
+    saved = {v["name"]: v for v in json.loads((tmp_path / "report.json").read_text())["variants"]}
+    assert "rerun without oneDNN" in saved[retried[0].name]["notes"][0]
+    run_notes = json.loads((tmp_path / "report.json").read_text())["run_notes"]
+    assert any(f"recipes from {retried[0].name} on ran without oneDNN" in note for note in run_notes), run_notes
 
 
 @pytest.mark.slow
@@ -86,7 +89,7 @@ def test_deploy_survives_the_replica(replica, tmp_path):
     assert [v["status"] for v in variants] == ["ok"] * 4
     assert saved["steps"]["verify"]["passed"]
     if replica["fit_crashes"]:
-        assert "rerun without oneDNN" in variants[2]["notes"][0]
+        assert sum("rerun without oneDNN" in (v["notes"] or [""])[0] for v in variants) == 1, variants
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ def test_a_tflite_that_crashes_at_batch_1_is_a_failed_row_and_no_file(ranker, tm
     monkeypatch.setattr(backend, "static_lookup_shapes", lambda model: contextlib.nullcontext([]))
     (tmp_path / "ptq-dynamic.tflite").write_bytes(b"a stale file of an earlier run")
     report = compress(CompressConfig(ranker["model"], tmp_path, recipes="ptq-dynamic,ptq-float16", data=ranker["data"],
-                                     latency_repeats=3, overwrite=True))
+                                     latency_repeats=3, overwrite=True, isolate=False))  # patched here
     original, dynamic, float16 = report.variants
     for variant in (dynamic, float16):
         assert variant.failed

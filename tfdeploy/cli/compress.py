@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from tfdeploy.cli import options as opt
-from tfdeploy.cli.context import echo_report, library_command, progress
+from tfdeploy.cli.context import echo_report, global_options, library_command, progress
 from tfdeploy.cli.options import Loading, config_option, fields_for
 from tfdeploy.compression import AutoConfig, CompressConfig
 
@@ -98,7 +98,9 @@ def compress_command(auto: bool, as_json: bool, loading: Loading, **values: Any)
     from tfdeploy.compression import auto_compress, compress
 
     compress_fields, auto_fields = fields_for(values, CompressConfig, AutoConfig)
-    config = CompressConfig(**compress_fields, progress=progress(), **loading.kwargs())
+    seed = global_options().seed  # each recipe starts from it (calibration samples and fine-tuning too)
+    config = CompressConfig(**compress_fields, **({} if seed is None else {"seed": seed}), progress=progress(),
+                            **loading.kwargs())
     if auto:
         echo_report(auto_compress(AutoConfig(config, **auto_fields)), as_json)
         return

@@ -126,15 +126,16 @@ class RecipeWorker:
         recipes: Every recipe of the run (the worker checks their needs when it starts).
         env: Extra environment (``TF_ENABLE_ONEDNN_OPTS=0`` for a worker without oneDNN).
         on_line: Called with each progress line the worker writes.
+        deterministic: Enable op determinism in the worker (it is seeded with ``config.seed`` either way).
     """
 
     def __init__(self, config: CompressConfig, recipes: list[str], env: dict[str, str],
-                 on_line: Callable[[str], None]) -> None:
+                 on_line: Callable[[str], None], deterministic: bool = False) -> None:
         self.env, self.on_line, self.stage = env, on_line, "load the model and data"
         self.log: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
         self._answers: queue.Queue[str | None] = queue.Queue()
         payload = {"config": config_to_json(dataclasses.replace(config, latency_repeats=1, isolate=False)),
-                   "recipes": recipes}
+                   "recipes": recipes, "deterministic": deterministic}
         self._request = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="tfdeploy-worker-", delete=False)
         with self._request:
             json.dump(payload, self._request)
@@ -204,6 +205,16 @@ class RecipeWorker:
         Path(self._request.name).unlink(missing_ok=True)
 
 
+def start_worker(config: CompressConfig, recipes: list[str], env: dict[str, str] | None = None) -> RecipeWorker:
+    """A worker for ``config``'s recipes, seeded like this process (started before this process loads the model,
+    it loads in parallel)."""
+    from tfdeploy.progress import as_progress
+    from tfdeploy.runtime import op_determinism_enabled
+
+    deterministic = "tensorflow" in sys.modules and op_determinism_enabled()
+    return RecipeWorker(config, recipes, env or {}, as_progress(config.progress), deterministic)
+
+
 class IsolatedRecipes:
     """Makes a session's recipes in worker processes and measures their artifacts in this one.
 
@@ -211,15 +222,15 @@ class IsolatedRecipes:
     native crash it is replaced by one without oneDNN, and the recipe is made once more.
     """
 
-    def __init__(self, session: CompressionSession, recipes: list[Recipe]) -> None:
+    def __init__(self, session: CompressionSession, recipes: list[Recipe], worker: RecipeWorker | None = None) -> None:
         self.session, self.recipes = session, [str(r) for r in recipes]
         self.env: dict[str, str] = {}
-        self.worker: RecipeWorker | None = None
+        self.worker = worker
         self.notes: list[str] = []
 
     def _worker(self) -> RecipeWorker:
         if self.worker is None or self.worker.process.poll() is not None:
-            self.worker = RecipeWorker(self.session.config, self.recipes, self.env, self.session.progress)
+            self.worker = start_worker(self.session.config, self.recipes, self.env)
         return self.worker
 
     def run(self, recipe: Recipe, label: str = "") -> VariantReport:
@@ -241,10 +252,13 @@ class IsolatedRecipes:
                                  "oneDNN (TF_ENABLE_ONEDNN_OPTS=0)")
                 self.notes.append(f"recipes from {name} on ran without oneDNN: the worker was {died.how} in "
                                   f"{died.stage} with it")
+        if made.get("os_error"):
+            raise OSError(*made["os_error"])
         if retried is not None:
             made.setdefault("notes", []).insert(0, _retry_note(retried))
-        if made.get("bridge") and made["bridge"][1]:
-            session.made_elsewhere = (made["bridge"][0], made["bridge"][1])
+        bridge_diff, bridge_notes = made.get("bridge") or (None, [])
+        if bridge_diff is not None or bridge_notes:  # the worker made the tf_keras copy (or noted why not)
+            session.made_elsewhere = (bridge_diff, bridge_notes)
         if made.get("error"):
             session.progress(f"  {name} FAILED: {made['error']}")
             return VariantReport(name=name, path=None, format=recipe.spec.output.value, status="failed",

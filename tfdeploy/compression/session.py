@@ -34,7 +34,7 @@ from tfdeploy.backend import KerasFlavour
 from tfdeploy.compression import bridge, students
 from tfdeploy.compression.config import REPORT_FILES, CompressConfig, keras_suffix, refuse_existing_outputs
 from tfdeploy.compression.finetune import FitOptions, Trainer
-from tfdeploy.compression.isolation import IsolatedRecipes, isolation_blocker
+from tfdeploy.compression.isolation import IsolatedRecipes, RecipeWorker, isolation_blocker, start_worker
 from tfdeploy.compression.metrics import EvaluationChoice, Evaluator
 from tfdeploy.compression.recipes import REGISTRY, Recipe
 from tfdeploy.compression.recipes.distill import distilled_io
@@ -49,6 +49,7 @@ from tfdeploy.measure.predictors import (Predictor, check_batch_one, keras_predi
 from tfdeploy.model.data import ModelData, read_data, require_two_classes
 from tfdeploy.model.loading import load_model, save_model, training_config
 from tfdeploy.progress import as_progress
+from tfdeploy.runtime import seed_everything
 
 __all__ = ["CompressConfig", "CompressionReport", "CompressionSession", "VariantReport", "compress"]
 
@@ -221,8 +222,16 @@ class CompressionSession:
         return self._stages[name]
 
     def artifact_of(self, recipe: Recipe) -> Artifact:
-        """What ``recipe`` makes (made once: ``distill`` and ``distill+ptq-int8`` share one student)."""
-        return self.stage(f"artifact:{recipe.value}", lambda: recipe.spec.run(self, recipe))
+        """What ``recipe`` makes (made once: ``distill`` and ``distill+ptq-int8`` share one student).
+
+        Each recipe starts from the run's seed, so what it makes does not depend on the recipes made before it
+        or on the process it is made in (a worker, this one, a resumed run).
+        """
+        def make() -> Artifact:
+            seed_everything(self.config.seed)
+            return recipe.spec.run(self, recipe)
+
+        return self.stage(f"artifact:{recipe.value}", make)
 
     def variant(self, prefix: str, **changes: Any) -> CompressionSession:
         """This session with other recipe options (``changes`` to its config), artifacts named ``prefix`` + recipe.
@@ -338,12 +347,14 @@ class InProcessRecipes:
         """Nothing to end."""
 
 
-def recipe_runner(session: CompressionSession, recipes: Sequence[Recipe]) -> IsolatedRecipes | InProcessRecipes:
-    """Where the session's recipes are made: worker processes, unless ``--in-process`` or the config cannot travel."""
+def recipe_runner(session: CompressionSession, recipes: Sequence[Recipe],
+                  worker: RecipeWorker | None = None) -> IsolatedRecipes | InProcessRecipes:
+    """Where the session's recipes are made: worker processes (``worker``, if one was started already), unless
+    ``--in-process`` or the config cannot travel."""
     if not session.config.isolate:
         return InProcessRecipes(session, "--in-process")
     blocker = isolation_blocker(session.config)
-    return InProcessRecipes(session, blocker) if blocker else IsolatedRecipes(session, list(recipes))
+    return InProcessRecipes(session, blocker) if blocker else IsolatedRecipes(session, list(recipes), worker)
 
 
 @faults.boundary("compress", where="out_dir")
@@ -375,9 +386,16 @@ def compress(config: CompressConfig) -> CompressionReport:
     refuse_existing_outputs(config)
     if config.resume:  # what is not kept is made again, over what a killed run left
         config = dataclasses.replace(config, overwrite=True)
-    session = CompressionSession(config, recipes=config.recipes)
+    early = None if config.resume or not config.isolate or isolation_blocker(config) else \
+        start_worker(config, [str(r) for r in config.recipes])  # it loads TF and the model while this process does
+    try:
+        session = CompressionSession(config, recipes=config.recipes)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     kept = session.resumable() if config.resume else {}
-    runner = recipe_runner(session, [r for r in config.recipes if r.value not in kept])
+    runner = recipe_runner(session, [r for r in config.recipes if r.value not in kept], early)
     variants = [session.original]
     try:
         for index, recipe in enumerate(config.recipes, start=1):

@@ -22,10 +22,11 @@ from tfdeploy.compression.pruning import kernel_sparsity
 from tfdeploy.compression.recipes import Recipe
 from tfdeploy.compression.session import CompressionSession
 from tfdeploy.errors import TfdeployError
-from tfdeploy.faults import is_environment_fault
+from tfdeploy.faults import as_os_error, is_environment_fault
 from tfdeploy.measure.processes import child_progress
 from tfdeploy.model.loading import count_params
 from tfdeploy.progress import LineProgress
+from tfdeploy.runtime import seed_everything
 
 
 def made(session: CompressionSession, recipe: Recipe) -> dict[str, Any]:
@@ -35,8 +36,9 @@ def made(session: CompressionSession, recipe: Recipe) -> dict[str, Any]:
     except TfdeployError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # TF/Keras/TFMOT errors fail this recipe only
-        if is_environment_fault(exc):
-            raise
+        if is_environment_fault(exc):  # a full or read-only disk stops the run: the parent raises it
+            fault = as_os_error(exc)
+            return {"os_error": [fault.errno, fault.strerror, fault.filename]}
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         return {"error": f"{type(exc).__name__}: {first}", "detail": traceback.format_exc()}
     model = artifact.sparsity_model
@@ -52,8 +54,12 @@ def main() -> None:
     """Reads the run's config from the file named on the command line, then one recipe per stdin line."""
     with open(sys.argv[1]) as handle:
         request = json.load(handle)
+    seed_everything(request["config"]["seed"], deterministic_ops=request["deterministic"])
     recipes = [Recipe.parse_list(name)[0] for name in request["recipes"]]
-    session = CompressionSession(config_from_json(request["config"], LineProgress(child_progress)), recipes)
+    loading = [True]  # the parent showed loading and measuring the original already: only the recipes' lines
+    progress = LineProgress(lambda line: None if loading[0] else child_progress(line))
+    session = CompressionSession(config_from_json(request["config"], progress), recipes)
+    loading[0] = False
     for line in sys.stdin:
         if line.strip():
             answer = made(session, Recipe.parse_list(json.loads(line)["recipe"])[0])
