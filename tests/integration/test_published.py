@@ -6,7 +6,6 @@ without access to it these tests skip and say so.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
