@@ -115,3 +115,29 @@ def test_save_rejects_other_suffixes(model_files, tmp_path):
 def test_artifact_size_counts_directories(model_files):
     size = artifact_size(model_files["tf_keras.savedmodel"])
     assert size.raw_bytes > size.gzip_bytes > 0
+
+
+THREADED_IMPORT = """
+import sys, threading, zipfile
+from tfdeploy import backend
+threading.Thread(target=backend.tf_keras).start() or None
+[t.join() for t in threading.enumerate() if t is not threading.current_thread()]
+tf_keras = backend.tf_keras()
+model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2)])
+model.save(sys.argv[1] + "/a.keras")      # the first save in this thread: tf_keras turns zip saving off after it
+tf_keras.models.load_model(sys.argv[1] + "/a.keras")
+model.save(sys.argv[1] + "/b.keras")
+print(zipfile.is_zipfile(sys.argv[1] + "/a.keras"), zipfile.is_zipfile(sys.argv[1] + "/b.keras"))
+"""
+
+
+def test_tf_keras_imported_in_another_thread_still_saves_keras_archives(tmp_path):
+    """tf_keras's zip-saving switch is thread-local: imported in an --auto trial thread, the main thread's second
+    .keras save wrote HDF5. tfdeploy's import turns it on in every thread."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", THREADED_IMPORT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"], done.stdout

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import threading
 from types import ModuleType
 
 
@@ -57,7 +58,24 @@ def tf_keras() -> ModuleType:
     tf()
     import tf_keras as module
 
+    _zip_saving_in_every_thread()
     return module
+
+
+@functools.lru_cache(maxsize=None)
+def _zip_saving_in_every_thread() -> None:
+    """tf_keras keeps "save ``.keras`` as a zip archive" in a thread-local set only in the thread that imported it.
+
+    In any other thread its first ``.keras`` save or load turns it off on the way out, and that thread's later
+    ``model.save("m.keras")`` writes HDF5 under a ``.keras`` name (seen when ``--auto``'s trial threads imported
+    tf_keras first: the user's main thread then wrote HDF5). Make it on by default in every thread.
+    """
+    from tf_keras.src.saving import saving_lib
+
+    class Enabled(threading.local):
+        value = True
+
+    saving_lib._SAVING_V3_ENABLED = Enabled()
 
 
 @functools.lru_cache(maxsize=None)
