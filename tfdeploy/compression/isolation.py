@@ -20,7 +20,7 @@ objects reach the worker by module path; a notebook's in-memory data or a class 
 ``__main__`` cannot, and the run stays in this process (the report says why).
 
 Example:
-    >>> runner = IsolatedRecipes(session)            # doctest: +SKIP
+    >>> runner = IsolatedRecipes(session, [Recipe.PRUNE_INT8])   # doctest: +SKIP
     >>> runner.run(Recipe.PRUNE_INT8).failed         # doctest: +SKIP
     False
 """
