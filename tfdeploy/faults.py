@@ -71,10 +71,9 @@ def _is_tf_op_error(exc: BaseException) -> bool:
 def framework_fault(exc: BaseException, step: str, package: str, path_hint: Any = None) -> TfdeployError:
     """The one-line error for an exception raised inside TensorFlow/Keras/TFMOT while running ``step``."""
     text = str(exc).strip()
-    for phrase, code in _TEXT_FAULTS:
-        if phrase in text:
-            fault = os_fault(OSError(code, phrase), step, path_hint)
-            return TfdeployError(f"{fault} ({package}: {text.splitlines()[0][:200]})")
+    environment = environment_fault(exc)
+    if environment is not None:
+        return TfdeployError(f"{os_fault(environment, step, path_hint)} ({package}: {text.splitlines()[0][:200]})")
     first = text.splitlines()[0][:300] if text else type(exc).__name__
     return TfdeployError(f"{step} failed inside {package}: {type(exc).__name__}: {first}. Run with --debug for the "
                          "traceback; if the model is valid, report it to tfdeploy.")
@@ -82,17 +81,15 @@ def framework_fault(exc: BaseException, step: str, package: str, path_hint: Any 
 
 def is_environment_fault(exc: BaseException) -> bool:
     """A full, read-only or forbidden file system (as an ``OSError`` or in a TensorFlow error's text)."""
-    if isinstance(exc, OSError):
-        return True
-    return any(phrase in str(exc) for phrase, _ in _TEXT_FAULTS)
+    return environment_fault(exc) is not None
 
 
-def as_os_error(exc: BaseException) -> OSError:
-    """An environment fault (:func:`is_environment_fault`) as an ``OSError`` with its errno, to re-raise elsewhere."""
+def environment_fault(exc: BaseException) -> OSError | None:
+    """``exc`` as the ``OSError`` of a full, read-only or forbidden file system (``None``: it is none of these);
+    a framework error that only says so in its text becomes one with the errno it names."""
     if isinstance(exc, OSError):
         return exc
-    code, phrase = next(((code, phrase) for phrase, code in _TEXT_FAULTS if phrase in str(exc)), (None, str(exc)))
-    return OSError(code, phrase)
+    return next((OSError(code, phrase) for phrase, code in _TEXT_FAULTS if phrase in str(exc)), None)
 
 
 def convert_fault(exc: BaseException, step: str, path_hint: Any = None) -> BaseException:

@@ -120,8 +120,9 @@ def test_artifact_size_counts_directories(model_files):
 THREADED_IMPORT = """
 import sys, threading, zipfile
 from tfdeploy import backend
-threading.Thread(target=backend.tf_keras).start() or None
-[t.join() for t in threading.enumerate() if t is not threading.current_thread()]
+importer = threading.Thread(target=backend.tf_keras)  # tf_keras imported first in another thread
+importer.start()
+importer.join()
 tf_keras = backend.tf_keras()
 model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2)])
 model.save(sys.argv[1] + "/a.keras")      # the first save in this thread: tf_keras turns zip saving off after it

@@ -72,6 +72,9 @@ def _zip_saving_in_every_thread() -> None:
     """
     from tf_keras.src.saving import saving_lib
 
+    if not isinstance(getattr(saving_lib, "_SAVING_V3_ENABLED", None), threading.local):
+        return  # a tf_keras that no longer keeps it per thread
+
     class Enabled(threading.local):
         value = True
 

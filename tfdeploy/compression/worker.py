@@ -22,7 +22,7 @@ from tfdeploy.compression.pruning import kernel_sparsity
 from tfdeploy.compression.recipes import Recipe
 from tfdeploy.compression.session import CompressionSession
 from tfdeploy.errors import TfdeployError
-from tfdeploy.faults import as_os_error, is_environment_fault
+from tfdeploy.faults import environment_fault
 from tfdeploy.measure.processes import child_progress
 from tfdeploy.model.loading import count_params
 from tfdeploy.progress import LineProgress
@@ -36,8 +36,8 @@ def made(session: CompressionSession, recipe: Recipe) -> dict[str, Any]:
     except TfdeployError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # TF/Keras/TFMOT errors fail this recipe only
-        if is_environment_fault(exc):  # a full or read-only disk stops the run: the parent raises it
-            fault = as_os_error(exc)
+        fault = environment_fault(exc)
+        if fault is not None:  # a full or read-only disk stops the run: the parent raises it
             return {"os_error": [fault.errno, fault.strerror, fault.filename]}
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         return {"error": f"{type(exc).__name__}: {first}", "detail": traceback.format_exc()}
