@@ -145,8 +145,9 @@ def as_feed(value: np.ndarray, info: TensorInfo) -> np.ndarray:
 def synthesize(io: ModelIO, batch: int, rng: np.random.Generator, fill: int = 1) -> Arrays:
     """Plausible inputs for every input of ``io``: normal floats, small non-negative ints, short texts.
 
-    Integer inputs are drawn from ``[0, 10)`` so that they are valid ids for any embedding; unknown
-    dimensions are ``fill``.
+    Integer inputs are 0 or 1, valid ids for any table of two rows or more (a ranker's ``gender``
+    table may have three: ids up to 9 failed its lookup); real ids come from ``--data`` or from a
+    version's warmup file. Unknown dimensions are ``fill``.
 
     Example:
         >>> io = ModelIO((TensorInfo("ids", "int32", (5,)), TensorInfo("text", "string", (1,))), ())
@@ -161,7 +162,7 @@ def synthesize(io: ModelIO, batch: int, rng: np.random.Generator, fill: int = 1)
             arrays[info.name] = np.array([" ".join(w).encode() for w in words.reshape(-1, 3)],
                                          dtype=object).reshape(shape)
         elif info.is_integer:
-            arrays[info.name] = rng.integers(0, 10, size=shape).astype(info.dtype)
+            arrays[info.name] = rng.integers(0, 2, size=shape).astype(info.dtype)
         elif info.dtype == "bool":
             arrays[info.name] = rng.integers(0, 2, size=shape).astype(bool)
         else:

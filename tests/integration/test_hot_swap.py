@@ -12,7 +12,7 @@ import corpus
 from tfdeploy import backend
 from tfdeploy.cli import main
 from tfdeploy.errors import TfdeployError
-from tfdeploy.measure.hot_swap import Fix, HotSwapConfig, _ablated, rehearse_hot_swap
+from tfdeploy.measure.hot_swap import ABLATION, Fix, HotSwapConfig, _ablated, config_name, rehearse_hot_swap
 from tfdeploy.measure.predictors import keras_predictor, request_batch
 from tfdeploy.model.loading import load_model
 from tfdeploy.serving import ServedModel, ServingConfig, write_serving_config
@@ -58,12 +58,12 @@ def test_a_session_loaded_like_tf_serving_returns_the_keras_outputs(name, keras3
 
 def test_the_ablation_adds_one_fix_per_run_in_fresh_processes(versions, tmp_path):
     v1, v2, serving = versions
-    report = rehearse_hot_swap(HotSwapConfig(v1, v2, serving_config=serving, ablation=True, steady_s=1.0, gap_s=1.0,
+    report = rehearse_hot_swap(HotSwapConfig(v1, v2, serving_config=serving, ablation=True, steady_s=1.0, gap_s=1.5,
                                              plot_path=tmp_path / "swap.png"))
     jemalloc = os.path.exists(JEMALLOC)
-    expected = ["no fixes", "warmup", "warmup + load pool"] + (["warmup + load pool + jemalloc"] if jemalloc else [])
+    expected = [config_name(fixes) for fixes in ABLATION if jemalloc or Fix.JEMALLOC not in fixes]
     assert [row["config"] for row in report.ablation] == expected
-    assert [run.jemalloc for run in report.runs] == [False, False, False] + ([True] if jemalloc else [])
+    assert [run.jemalloc for run in report.runs] == [False, False, False] + ([True] * 4 if jemalloc else [])
     assert bool(report.notes) is not jemalloc, "a missing jemalloc is reported with the way to install it"
     for run in report.runs:
         assert len(run.swaps) == 3 and run.errors == []
@@ -71,6 +71,17 @@ def test_the_ablation_adds_one_fix_per_run_in_fresh_processes(versions, tmp_path
         assert run.summary.steady.requests > 50 and run.summary.swap.requests > 0, "N kept serving during the loads"
         assert run.peak_rss_mb >= run.steady_rss_mb > 0 and run.rss_mb
         assert [w.start_s for w in run.windows] == sorted(w.start_s for w in run.windows)
+        # Memory after each swap is the first RSS sample from 1 s after the old version's unload, before the next load
+        bounds = [s.load_start_s for s in run.swaps[1:]] + [None]
+        assert run.rss_after_swap_mb == [next((mb for t, mb in run.rss_mb if t >= s.unloaded_s + 1.0
+                                               and (end is None or t < end)), None)
+                                         for s, end in zip(run.swaps, bounds)]
+        assert all(mb is not None for mb in run.rss_after_swap_mb), "sampled every 50 ms, 1.5 s between swaps"
+        row = run.row()
+        assert row["rss_drift_pct"] == pytest.approx(
+            (row["rss_after_swap_mb"][-1] - row["steady_rss_mb"]) / row["steady_rss_mb"] * 100)
+        assert len(row["swap_window_p999_ms"]) == len(row["swap_spike_seconds"]) == 3
+        assert max(row["swap_window_p999_ms"]) >= row["worst_window_p999_ms"] > 0, "each swap's window reaches 1 s past it"
     no_fixes, warmup, pool = report.runs[:3]
     # Warmup: N's load and three swaps replay 2 records x 2 iterations (warmup_iterations=2) each.
     assert no_fixes.warmup_calls == 0 and warmup.warmup_calls == pool.warmup_calls == 4 * 2 * 2

@@ -1,5 +1,8 @@
 """Generated TF Serving configuration parses with TF Serving's schemas and carries the spike fixes."""
 
+import json
+import os
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -219,3 +222,38 @@ def test_a_local_storage_uri_is_a_report_warning_and_a_yaml_comment(bases, tmp_p
     assert len(report.warnings) == 1 and report.warnings[0].startswith(warning)
     assert report.to_dict()["warnings"] == report.warnings
     assert f"warning: {report.warnings[0]}" in str(report)
+
+
+def test_a_memory_limit_that_cannot_hold_a_hot_update_is_warned_about(tmp_path, compress_inputs):
+    """Memory accounting reads each version's variables: a 3 GiB table (a sparse file, no disk used) needs two
+    versions resident during an update, 6 GiB plus the runtime, which a 4Gi container cannot hold."""
+    from tfdeploy.serving.export import ExportConfig, export
+    from tfdeploy.serving.memory import RUNTIME_BASELINE_BYTES
+
+    version = export(ExportConfig(compress_inputs["keras3"], tmp_path / "models" / "ranker", warmup=False,
+                                  progress=None)).version_dir
+    (data,) = (tmp_path / "models" / "ranker" / "1" / "variables").glob("variables.data-*")
+    os.truncate(data, 3 * 2**30)
+    graph = (tmp_path / "models" / "ranker" / "1" / "saved_model.pb").stat().st_size
+    out = tmp_path / "serving"
+    args = ["serving-config", "--model", f"ranker={tmp_path / 'models' / 'ranker'}", "--json"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--memory-limit", "4Gi"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    version_bytes = 3 * 2**30 + graph
+    assert report["memory"] == {"serving_bytes": RUNTIME_BASELINE_BYTES + version_bytes, "swap_bytes": version_bytes,
+                                "total_bytes": RUNTIME_BASELINE_BYTES + 2 * version_bytes}
+    (warning,) = [w for w in report["warnings"] if "memory limit" in w]
+    assert warning.startswith("memory limit 4Gi (4.00 GiB) cannot hold a hot update")
+    assert "Raise the limit to at least 7Gi" in warning and "Received: memory_limit=4Gi" in warning
+    runtime = next(doc for doc in yaml.safe_load_all((out / "kserve.yaml").read_text()) if doc["kind"] == "ServingRuntime")
+    assert runtime["spec"]["containers"][0]["resources"]["limits"]["memory"] == "4Gi"
+    assert yaml.safe_load((out / "docker-compose.yml").read_text())["services"]["tfserving"]["mem_limit"] == 4 * 2**30
+    assert any("served with oneDNN on" in w and "--no-onednn" in w for w in report["warnings"]), "a 3 GiB version"
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "sized"), "--no-onednn"])
+    assert not [w for w in json.loads(result.stdout)["warnings"] if "memory limit" in w or "oneDNN" in w]
+    sized = next(doc for doc in yaml.safe_load_all((tmp_path / "sized" / "kserve.yaml").read_text())
+                 if doc["kind"] == "ServingRuntime")
+    assert sized["spec"]["containers"][0]["resources"]["requests"]["memory"] == "7Gi", "sized for a hot update"
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "bad"), "--memory-limit", "lots"])
+    assert result.exit_code == 2 and "Received: memory='lots'" in result.stderr

@@ -66,7 +66,7 @@ def test_auto_candidates_come_from_the_registry():
 
 def test_the_no_data_message_lists_the_recipes_that_need_none():
     assert REGISTRY.without_data() == ["strip", "tflite", "ptq-dynamic", "ptq-float16", "ptq-int4-weights",
-                                       "ptq-mixed"]
+                                       "ptq-mixed", "embedding-int8"]
 
 
 def test_the_docs_table_is_the_registry():

@@ -288,6 +288,16 @@ def call_model(model: Any, inputs: dict[str, Any], training: bool | None = False
     return dict(zip(model_io(model).output_names, call_flat(model, inputs, training)))
 
 
+def variables_of(model: Any) -> list[Any]:
+    """Every variable of a model (trainable and not); a plain SavedModel's are its function's.
+
+    Example:
+        >>> sum(int(np.prod(v.shape)) for v in variables_of(model))      # doctest: +SKIP
+        897869
+    """
+    return list(model.function.variables if isinstance(model, SavedModelFunction) else model.weights)
+
+
 def keras3_variables_inside(model: Any) -> list[Any]:
     """Variables of Keras 3 layers called inside a tf_keras model (tfdeploy's bridge adapters)."""
     found = []

@@ -56,6 +56,7 @@ def write_inference_savedmodel(model: Any, directory: str, io: Any, signatures: 
     if not isinstance(model, SavedModelFunction) and flavour_of(model) is KerasFlavour.KERAS3:
         archive = keras3().export.ExportArchive()
         archive.track(model)
+        _track_each_variable_once(archive)
         for name, spec in specs.items():
             archive.add_endpoint(name, serve, input_signature=[spec])
         archive.write_out(directory, verbose=False)
@@ -67,6 +68,20 @@ def write_inference_savedmodel(model: Any, directory: str, io: Any, signatures: 
         if "track" not in str(exc).lower():
             raise
         _save_module(_serving_module(model, functions, whole_model=True), directory, functions)
+
+
+def _track_each_variable_once(archive: Any) -> None:
+    """Makes the archive's variable lists hold the ``tf.Variable`` behind each Keras 3 variable.
+
+    ``ExportArchive`` tracks the Keras variables under ``variables`` and, at ``write_out``, the
+    ``tf.Variable`` objects its endpoints capture under ``_all_variables``. They are two trackables
+    for one value, so the checkpoint stored every variable twice: a version twice the size of its
+    weights, read (and held) twice by TF Serving at each load. With the same objects in both
+    lists, the checkpoint holds each value once.
+    """
+    holder = archive._tf_trackable
+    for field in ("variables", "trainable_variables", "non_trainable_variables"):
+        setattr(holder, field, [v if getattr(v, "_value", None) is None else v._value for v in getattr(holder, field)])
 
 
 @contextlib.contextmanager

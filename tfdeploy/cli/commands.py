@@ -58,10 +58,18 @@ def env_command(as_json: bool) -> None:
 @main.command("example")
 @click.option("--out", "out_dir", default="example", show_default=True, type=click.Path(path_type=Path),
               help="Directory for model.keras and data.npz.")
+@config_option(examples.prepare_example, "kind", "--kind", show_default=True,
+               help="mobilenet: the shipped MobileNetV2 on Fashion-MNIST. ranker: a synthetic click-through ranker "
+                    "of any size (named int and string features, ~4 % clicks, unseen ids).")
+@config_option(examples.prepare_example, "embedding_rows", "--embedding-rows", type=click.IntRange(min=1000),
+               show_default=True, help="ranker: rows of the user_id table (x32 float32; 8000000 gives 1.3 GB).")
+@config_option(examples.prepare_example, "features", "--features", type=click.IntRange(min=4), show_default=True,
+               help="ranker: named categorical features (a third of them strings), plus four dense floats.")
 @config_option(examples.prepare_example, "train", "--train", is_flag=True,
                help="Train MobileNetV2 from scratch here instead of using the shipped, converged model (watch it "
                     "learn; the options below apply).")
-@config_option(examples.prepare_example, "epochs", "--epochs", type=click.IntRange(min=1), help="--train: epochs.")
+@config_option(examples.prepare_example, "epochs", "--epochs", type=click.IntRange(min=1),
+               help="--train and ranker: epochs.")
 @config_option(examples.prepare_example, "alpha", "--alpha", type=float, help="--train: MobileNetV2 width multiplier.")
 @config_option(examples.prepare_example, "image_size", "--image-size", type=click.IntRange(min=32),
                help="--train: input size.")
@@ -71,7 +79,7 @@ def env_command(as_json: bool) -> None:
 @opt.as_json
 @library_command
 def example_command(as_json: bool, **values: Any) -> None:
-    """Write the built-in MobileNetV2 / Fashion-MNIST example: model.keras and data.npz (offline)."""
+    """Write a built-in example, model.keras and data.npz (offline): MobileNetV2 / Fashion-MNIST or a ranker."""
     echo_report(examples.prepare_example(**values, progress=progress()), as_json)
 
 

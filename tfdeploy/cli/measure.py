@@ -12,7 +12,7 @@ from tfdeploy.cli import options as opt
 from tfdeploy.cli.context import echo_report, library_command, progress
 from tfdeploy.cli.options import Loading, config_option
 from tfdeploy.measure import BenchConfig, check_determinism, check_parity
-from tfdeploy.measure.hot_swap import MIN_SWAPS
+from tfdeploy.measure.hot_swap import ABLATION, MIN_SWAPS, config_name
 
 PATH = click.Path(path_type=Path)
 INPUTS_HELP = "Inputs: .npz or image directory (default: synthetic)."
@@ -33,7 +33,8 @@ INPUTS_HELP = "Inputs: .npz or image directory (default: synthetic)."
 @config_option(BenchConfig, "hot_swap", "--hot-swap", is_flag=True,
                help="ARTIFACTS are versions N and N+1: rehearse hot updates as TF Serving loads them.")
 @config_option(BenchConfig, "ablation", "--ablation", is_flag=True,
-               help="With --hot-swap: no fixes, warmup, + load pool, + jemalloc, each in a fresh process.")
+               help="With --hot-swap: each configuration in a fresh process, one fix more each time: "
+                    + "; ".join(config_name(fixes) for fixes in ABLATION) + ".")
 @config_option(BenchConfig, "serving_config", "--serving-config", type=PATH,
                help="With --hot-swap: the serving-config directory (or platform_config.txt) to load with.")
 @config_option(BenchConfig, "swaps", "--swaps", type=click.IntRange(min=MIN_SWAPS),

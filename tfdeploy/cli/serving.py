@@ -124,6 +124,9 @@ def _int_option(field: str, flag: str, minimum: int | None = None, help: str | N
 @_int_option("file_system_poll_wait_seconds", "--file-system-poll-wait-seconds", minimum=1)
 @_int_option("warmup_iterations", "--warmup-iterations", minimum=1,
              help="Server-side replays of each warmup record (num_request_iterations).")
+@config_option(ServingConfig, "memory_limit", "--memory-limit", metavar="QUANTITY",
+               help="Container memory limit, e.g. 8Gi: written to kserve.yaml and docker-compose.yml; warns when it "
+                    "cannot hold a hot update (two versions resident).")
 @config_option(ServingConfig, "gpu_allow_growth", "--gpu-allow-growth", is_flag=True,
                help="allow_growth in the session config (GPU servers).")
 @opt.negated_flag(ServingConfig, "onednn", "--no-onednn",

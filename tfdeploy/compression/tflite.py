@@ -36,6 +36,7 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import ModelIO, as_feed, batch_size, take
 from tfdeploy.measure.processes import CHILD_ENV, announce_stage
 from tfdeploy.progress import Progress
+from tfdeploy.serving.memory import largest_variables, size_text
 
 FLEX_NOTE = ("uses TensorFlow select ops {ops}: the runtime needs the Flex delegate (LiteRT's Python package has "
              "none, so tfdeploy cannot run or measure this file here)")
@@ -44,6 +45,33 @@ FIXED_BATCH_NOTE = ("converted with a fixed batch of 1: recurrent layers need st
 FUSED_LSTM_NOTE = ("LSTM layers converted through tf_keras's LSTM, which TFLite fuses into UNIDIRECTIONAL_SEQUENCE_LSTM "
                    "kernels; they keep their state between invocations, so call interpreter.reset_all_variables() "
                    "before each new sequence")
+
+
+FLATBUFFER_LIMIT = 2**31  # bytes: a flatbuffer is addressed with signed 32-bit offsets
+
+
+def large_model_note(model: Any, mode: "TfliteMode") -> str | None:
+    """What to know when ``model``'s weights, stored as ``mode`` stores them, exceed the 2 GiB flatbuffer limit.
+
+    The TF 2.21 converter then writes the weights after the flatbuffer (the schema's
+    ``Buffer.offset``/``size``), and LiteRT runs such files: measured on a 2.03 GiB embedding table,
+    float32 converted in 60 s to a 2.18 GB file (13.7 GB peak RSS) whose outputs equal Keras's,
+    and dynamic-range int8 to 0.54 GB in 98 s. Runtimes that predate those fields cannot read it.
+
+    Example:
+        >>> large_model_note(small_model, TfliteMode.FLOAT32) is None     # doctest: +SKIP
+        True
+    """
+    sizes = largest_variables(backend.variables_of(model), listed=10**9)
+    stored = sum(n * min(1.0, _WEIGHT_BYTES[mode] / 4) for n in sizes.values())
+    if stored <= FLATBUFFER_LIMIT:
+        return None
+    name, biggest = next(iter(sizes.items()))
+    return (f"the weights take {size_text(stored)} as {mode.value} (the largest, {name!r}, {size_text(biggest)}), "
+            "over the 2 GiB flatbuffer limit: the converter stored them after the flatbuffer (Buffer.offset), which "
+            "LiteRT and TensorFlow Lite 2.21 read but older runtimes and TFLite Micro do not"
+            + ("; int8 weights (ptq-dynamic, ptq-int8) take a quarter of the float32 bytes"
+               if _WEIGHT_BYTES[mode] > 1 else ""))
 
 
 class IoDtype(str, enum.Enum):
@@ -74,6 +102,10 @@ class TfliteMode(str, enum.Enum):
     FLOAT16 = "float16"   # float16 weights
     INT8 = "int8"         # int8 weights and activations, calibrated on a representative dataset
     QAT = "qat"           # a quantization-aware-trained model: int8 from its learned ranges
+
+
+_WEIGHT_BYTES = {TfliteMode.FLOAT32: 4, TfliteMode.FLOAT16: 2, TfliteMode.DYNAMIC: 1, TfliteMode.INT8: 1,
+                 TfliteMode.QAT: 1}
 
 
 @dataclasses.dataclass
@@ -219,7 +251,9 @@ def convert(model: Any, mode: TfliteMode, representative: Mapping[str, np.ndarra
         True
     """
     io = io or backend.model_io(model)
+    large = large_model_note(model, mode)
     model, attempt, notes = _recurrent_plan(model, io)
+    notes = [*notes, *([large] if large else [])]
     if mode is TfliteMode.INT8 and attempt.batch is not None:
         model, notes = _loops_for_calibration(model, io, select_tf_ops, notes)
     for _ in range(4):

@@ -9,12 +9,15 @@ version is loaded beside the serving one, the traffic switches to it and the old
 
 ``ablation`` runs the fixes of the published case in order, each in its own process with the same
 traffic and swaps (:data:`ABLATION`): no fixes → warmup → warmup + load pool → warmup + load pool
-+ jemalloc (the process started with ``LD_PRELOAD`` of ``libjemalloc.so.2``).
++ jemalloc (the process started with ``LD_PRELOAD`` of ``libjemalloc.so.2``), then the fixes that
+hold memory flat and the load's stall short on GB-scale versions (:class:`Fix`). Every run reports,
+per swap, the worst 1-second p999, the seconds above 2× steady, the load time and the resident
+memory 1 s after the old version's unload, and the drift of that memory over the swaps.
 
 Example:
     >>> report = rehearse_hot_swap(HotSwapConfig("models/m/1", "models/m/2", serving_config="serving",
     ...                                          ablation=True))          # doctest: +SKIP
-    >>> [row["swap_p999_ms"] / row["steady_p999_ms"] for row in report.ablation]
+    >>> [row["rss_drift_pct"] for row in report.ablation]                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,20 +31,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from tfdeploy import backend, plots
 from tfdeploy.errors import TfdeployError
 from tfdeploy.io_spec import as_feed
 from tfdeploy.measure.predictors import request_batch
-from tfdeploy.measure.processes import (PROGRESS_PREFIX, child_main, child_progress, current_rss_bytes, run_child,
-                                        surviving_onednn)
-from tfdeploy.measure.swap_timeline import Swap, SwapSummary, Window, summarize_swaps, windowed_percentiles
+from tfdeploy.measure.processes import (ONEDNN_ENV, PROGRESS_PREFIX, child_main, child_progress, current_rss_bytes,
+                                        onednn_enabled, run_child, surviving_onednn)
+from tfdeploy.measure.swap_timeline import (Swap, SwapCost, SwapSummary, Window, rss_drift_pct, summarize_swaps,
+                                            swap_costs, windowed_percentiles)
 from tfdeploy.measure.timing import RequestLog
 from tfdeploy.model.loading import is_saved_model_dir
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Block, Image, Report, Table, Text
-from tfdeploy.serving.config.options import JEMALLOC, ServedModel, ServingConfig
+from tfdeploy.serving.config.options import (JEMALLOC, JEMALLOC_DECAY_CONF, JEMALLOC_THP_CONF, SERVER_MALLOC_CONF,
+                                             ServedModel, ServingConfig)
 from tfdeploy.serving.config.protos import (platform_config, proto_text, read_session_bundle_config,
                                             session_bundle_config_of)
 from tfdeploy.serving.warmup import has_warmup, read_warmup, replay_warmup, WARMUP_FILE
@@ -56,15 +61,52 @@ MIN_SWAPS = 3  # one noisy swap must not decide
 
 
 class Fix(str, enum.Enum):
-    """The hot-update latency-spike fixes, in the order the published case applied them."""
+    """The hot-update fixes: the published case's, in its order, then the ones measured here (docs/benchmarks.md).
+
+    * ``oneDNN off``: with oneDNN on (TensorFlow's default on x86) tensors come from oneDNN's
+      pooling allocator, which keeps what an unloaded version freed: resident memory grew by a
+      version at each swap until it held two. Off, freed memory goes back to malloc.
+    * ``jemalloc decay 1 s``: jemalloc returns freed pages after ``dirty_decay_ms`` (10 s by
+      default, and only when the process allocates); 1 s with its background thread purging.
+    * ``huge pages``: jemalloc backs its memory with transparent huge pages (``thp:always``), so
+      loading a GB of variables takes 512 times fewer page faults; the load's stall of the other
+      threads shrank with it.
+    """
 
     WARMUP = "warmup"
     LOAD_POOL = "load pool"
     JEMALLOC = "jemalloc"
+    ONEDNN_OFF = "oneDNN off"
+    JEMALLOC_DECAY = "jemalloc decay 1 s"
+    HUGE_PAGES = "huge pages"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What this fix sets in the server's environment (empty for the fixes in the platform config)."""
+        return {Fix.JEMALLOC: {"LD_PRELOAD": JEMALLOC}, Fix.ONEDNN_OFF: {ONEDNN_ENV: "0"},
+                Fix.JEMALLOC_DECAY: {"MALLOC_CONF": JEMALLOC_DECAY_CONF},
+                Fix.HUGE_PAGES: {"MALLOC_CONF": JEMALLOC_THP_CONF}}.get(self, {})
 
 
-ABLATION: tuple[tuple[Fix, ...], ...] = ((), (Fix.WARMUP,), (Fix.WARMUP, Fix.LOAD_POOL),
-                                         (Fix.WARMUP, Fix.LOAD_POOL, Fix.JEMALLOC))
+def fixes_env(fixes: Sequence[Fix]) -> dict[str, str]:
+    """The environment of a process with ``fixes`` (jemalloc's ``MALLOC_CONF`` options joined).
+
+    Example:
+        >>> fixes_env([Fix.JEMALLOC_DECAY, Fix.HUGE_PAGES])["MALLOC_CONF"]
+        'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,thp:always'
+    """
+    env: dict[str, str] = {}
+    for fix in fixes:
+        for key, value in fix.env.items():
+            env[key] = f"{env[key]},{value}" if key in env else value
+    return env
+
+
+_PUBLISHED = (Fix.WARMUP, Fix.LOAD_POOL, Fix.JEMALLOC)
+ABLATION: tuple[tuple[Fix, ...], ...] = ((), *(_PUBLISHED[:n] for n in range(1, 4)),
+                                         (*_PUBLISHED, Fix.ONEDNN_OFF), (*_PUBLISHED, Fix.ONEDNN_OFF, Fix.JEMALLOC_DECAY),
+                                         (*_PUBLISHED, Fix.ONEDNN_OFF, Fix.JEMALLOC_DECAY, Fix.HUGE_PAGES))
+NEEDS_JEMALLOC = (Fix.JEMALLOC, Fix.JEMALLOC_DECAY, Fix.HUGE_PAGES)
 JEMALLOC_MISSING = (f"jemalloc is not on this machine ({JEMALLOC} missing), so the jemalloc step was not run; "
                     "install it with `apt-get install libjemalloc2` (Debian/Ubuntu).")
 
@@ -130,6 +172,7 @@ class HotSwapRun(Report):
         rss_mb: ``(s, MB)`` resident memory over the run.
         steady_rss_mb: Resident memory with version N loaded and warm, before traffic.
         peak_rss_mb: The highest sample (old and new version resident together).
+        costs: Per swap: worst 1-second p999, seconds above 2× steady, load time, RSS 1 s after the unload.
         warmup_calls: Warmup requests replayed in the process (N's load included).
         end_s: When the traffic stopped.
         errors: The first failed requests.
@@ -145,6 +188,7 @@ class HotSwapRun(Report):
     rss_mb: list[tuple[float, float]]
     steady_rss_mb: float
     peak_rss_mb: float
+    costs: list[SwapCost]
     warmup_calls: int
     end_s: float
     errors: list[str]
@@ -154,6 +198,16 @@ class HotSwapRun(Report):
         """Memory a hot update needs on top of steady serving: both versions resident."""
         return self.peak_rss_mb - self.steady_rss_mb
 
+    @property
+    def rss_after_swap_mb(self) -> list[float | None]:
+        """Resident memory 1 s after each swap's old version was unloaded."""
+        return [cost.rss_after_mb for cost in self.costs]
+
+    @property
+    def rss_drift_pct(self) -> float | None:
+        """(last of :attr:`rss_after_swap_mb` − steady RSS) / steady RSS × 100: memory an unload did not give back."""
+        return rss_drift_pct(self.steady_rss_mb, self.rss_after_swap_mb)
+
     def row(self) -> dict[str, Any]:
         """The run as one row of the ablation (what ``--json``'s ``"ablation"`` holds)."""
         s = self.summary
@@ -162,8 +216,10 @@ class HotSwapRun(Report):
                 "worst_window_p999_ms": s.worst_window_p999_ms, "ratio": s.ratio, "spike_seconds": s.spike_seconds,
                 "load_seconds": s.load_seconds, "first_after_switch_ms": s.first_after_switch_ms,
                 "steady_rss_mb": self.steady_rss_mb, "peak_rss_mb": self.peak_rss_mb,
-                "headroom_mb": self.headroom_mb, "requests": s.steady.requests + s.swap.requests,
-                "errors": len(self.errors)}
+                "headroom_mb": self.headroom_mb, "rss_after_swap_mb": self.rss_after_swap_mb,
+                "rss_drift_pct": self.rss_drift_pct, "swap_window_p999_ms": [c.window_p999_ms for c in self.costs],
+                "swap_spike_seconds": [c.spike_seconds for c in self.costs],
+                "requests": s.steady.requests + s.swap.requests, "errors": len(self.errors)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HotSwapRun":
@@ -171,6 +227,7 @@ class HotSwapRun(Report):
         return cls(**{**data, "summary": SwapSummary.from_dict(data["summary"]),
                       "swaps": [Swap(**swap) for swap in data["swaps"]],
                       "windows": [Window(**window) for window in data["windows"]],
+                      "costs": [SwapCost(**cost) for cost in data["costs"]],
                       "rss_mb": [tuple(point) for point in data["rss_mb"]]})
 
 
@@ -197,10 +254,12 @@ class HotSwapReport(Report):
 
     def blocks(self) -> list[Block]:
         header = ("configuration", "steady p50", "steady p99", "steady p999", "swap p999", "worst 1 s p999",
-                  "× steady", "s > 2× steady", "load s", "peak RSS MB", "+RSS MB")
+                  "× steady", "s > 2× steady", "load s", "steady RSS MB", "peak RSS MB", "RSS after last swap",
+                  "RSS drift %")
         rows = [(run.config, run.summary.steady.p50_ms, run.summary.steady.p99_ms, run.summary.steady.p999_ms,
                  run.summary.swap_p999_ms, run.summary.worst_window_p999_ms, run.summary.ratio,
-                 run.summary.spike_seconds, max(run.summary.load_seconds), run.peak_rss_mb, run.headroom_mb)
+                 run.summary.spike_seconds, max(run.summary.load_seconds), run.steady_rss_mb, run.peak_rss_mb,
+                 next((mb for mb in reversed(run.rss_after_swap_mb) if mb is not None), None), run.rss_drift_pct)
                 for run in self.runs]
         head = (f"hot-update rehearsal {Path(self.old_version).name} <-> {Path(self.new_version).name}: "
                 f"{self.swaps} swaps per configuration, {self.concurrency} client(s), loaded as TF Serving loads "
@@ -208,7 +267,12 @@ class HotSwapReport(Report):
         firsts = [Text(f"{run.config}: first requests after each switch (ms): "
                        + "; ".join(", ".join(f"{ms:.1f}" for ms in swap) for swap in run.summary.first_after_switch_ms))
                   for run in self.runs]
-        return [Text(head), Table(rows, header=header), *firsts, *(Text(f"note: {note}") for note in self.notes),
+        per_swap = [Text(f"{run.config}: per swap, worst 1 s p999 ms / s > 2× steady / load s / RSS MB 1 s after the "
+                         "unload: " + "; ".join(f"{c.window_p999_ms:.1f}/{c.spike_seconds:g}/{c.load_seconds:.2f}/"
+                                                f"{'-' if c.rss_after_mb is None else f'{c.rss_after_mb:.0f}'}"
+                                                for c in run.costs))
+                    for run in self.runs]
+        return [Text(head), Table(rows, header=header), *per_swap, *firsts, *(Text(f"note: {note}") for note in self.notes),
                 *(Image(path, "hot-swap timeline") for path in self.files)]
 
 
@@ -231,10 +295,12 @@ def _bundle_config(serving_config: str | os.PathLike | None) -> Any:
     return session_bundle_config_of(platform_config(ServingConfig([ServedModel("m", ".")], ".")))
 
 
-def _fixes_in(bundle: Any) -> list[Fix]:
-    """The fixes a configuration has (jemalloc aside: it belongs to the process, not the config)."""
+def _fixes_in(bundle: Any, jemalloc: bool, env: Mapping[str, str]) -> list[Fix]:
+    """The fixes a run had: from its platform config, and from its process (jemalloc mapped, its environment)."""
     return ([Fix.WARMUP] if bundle.enable_model_warmup else []) + \
-        ([Fix.LOAD_POOL] if bundle.HasField("session_run_load_threadpool_index") else [])
+        ([Fix.LOAD_POOL] if bundle.HasField("session_run_load_threadpool_index") else []) + \
+        ([Fix.JEMALLOC] if jemalloc else []) + ([] if onednn_enabled(env) else [Fix.ONEDNN_OFF]) + \
+        [fix for fix in (Fix.JEMALLOC_DECAY, Fix.HUGE_PAGES) if jemalloc and fix.env["MALLOC_CONF"] in env.get("MALLOC_CONF", "")]
 
 
 @dataclasses.dataclass
@@ -371,15 +437,17 @@ def _run_in_child(args: argparse.Namespace) -> dict[str, Any]:
                        args.steady_s, args.gap_s, args.batch_size, args.seed,
                        child_progress)
     jemalloc = _jemalloc_loaded()
-    fixes_run = _fixes_in(bundle) + ([Fix.JEMALLOC] if jemalloc else [])
+    fixes_run = _fixes_in(bundle, jemalloc, os.environ)
     summary = summarize_swaps(result["samples"], result["swaps"], result["end_s"],
                               new_tags=["N+1" if i % 2 == 0 else "N" for i in range(len(result["swaps"]))])
     rss = result["rss_mb"]
+    windows = windowed_percentiles(result["samples"])
     run = HotSwapRun(config=config_name(fixes_run), fixes=[fix.value for fix in fixes_run], jemalloc=jemalloc,
                      bundle_config=proto_text(bundle),
-                     summary=summary, swaps=result["swaps"], windows=windowed_percentiles(result["samples"]),
+                     summary=summary, swaps=result["swaps"], windows=windows,
                      rss_mb=rss, steady_rss_mb=result["steady_rss_mb"],
                      peak_rss_mb=max([mb for _, mb in rss] + [result["steady_rss_mb"]]),
+                     costs=swap_costs(windows, result["swaps"], result["end_s"], summary.steady.p999_ms, rss),
                      warmup_calls=result["warmup_calls"], end_s=result["end_s"], errors=result["errors"][:20])
     return run.to_dict()
 
@@ -409,13 +477,15 @@ def _child_args(config: HotSwapConfig, fixes: Sequence[Fix] | None) -> list[str]
     return args
 
 
-def _plans(config: HotSwapConfig, jemalloc: bool) -> tuple[list[tuple[str, Sequence[Fix] | None, bool]], list[str]]:
-    """``(name, fixes to keep or None for the config as given, preload jemalloc)`` per run, and notes."""
+def _plans(config: HotSwapConfig, jemalloc: bool) -> tuple[list[tuple[str, Sequence[Fix] | None, dict[str, str]]],
+                                                            list[str]]:
+    """``(name, fixes to keep or None for the config as given, the process's environment)`` per run, and notes."""
+    notes = [] if jemalloc else [JEMALLOC_MISSING]
     if not config.ablation:
-        return [("serving config", None, jemalloc)], ([] if jemalloc else [JEMALLOC_MISSING])
-    steps = [fixes for fixes in ABLATION if jemalloc or Fix.JEMALLOC not in fixes]
-    return [(config_name(fixes), fixes, Fix.JEMALLOC in fixes) for fixes in steps], \
-        ([] if jemalloc else [JEMALLOC_MISSING])
+        # the process the generated Dockerfile starts: jemalloc preloaded with its options
+        return [("serving config", None, {**Fix.JEMALLOC.env, "MALLOC_CONF": SERVER_MALLOC_CONF} if jemalloc else {})], notes
+    steps = [fixes for fixes in ABLATION if jemalloc or not set(NEEDS_JEMALLOC) & set(fixes)]
+    return [(config_name(fixes), fixes, fixes_env(fixes)) for fixes in steps], notes
 
 
 def _check(config: HotSwapConfig) -> tuple[Path, Path]:
@@ -466,14 +536,14 @@ def rehearse_hot_swap(config: HotSwapConfig) -> HotSwapReport:
     jemalloc = Path(JEMALLOC).is_file()
     plans, notes = _plans(config, jemalloc)
     runs = []
-    for index, (name, fixes, preload) in enumerate(plans, 1):
+    for index, (name, fixes, env) in enumerate(plans, 1):
         with say.task(f"Hot-swap rehearsal {index}/{len(plans)}: {name} (fresh process)", total=config.swaps,
                       unit="swap") as task:
             data, retried = surviving_onednn(lambda env: run_child(
                 CHILD_MODULE, _child_args(config, fixes), "Hot-swap rehearsal",
                 f"config={name!r}, old={str(old)!r}, new={str(new)!r}", config.timeout_s,
                 on_line=lambda line: task.advance() if line.startswith(PROGRESS_PREFIX) else None, env=env),
-                {"LD_PRELOAD": JEMALLOC} if preload else None)
+                env)
         runs.append(HotSwapRun.from_dict(data))
         if retried:
             notes.append(f"{name}: {retried}; serve this model with TF_ENABLE_ONEDNN_OPTS=0 (serving-config --no-onednn)")

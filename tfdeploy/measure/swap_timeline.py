@@ -24,6 +24,7 @@ from tfdeploy.report import Block, Report, Table
 WINDOW_S = 1.0  # the published case's view: percentiles per second
 SPIKE_FACTOR = 2.0  # a window "spikes" while its p999 is above this multiple of steady p999
 FIRST_AFTER_SWITCH = 5  # first requests on the new version listed per swap
+RSS_AFTER_UNLOAD_S = 1.0  # resident memory is read this long after the old version is unloaded
 WINDOW_PERCENTILES = (80.0, 90.0, 99.0, 99.9)
 
 Sample = tuple[float, float, Any]
@@ -170,3 +171,72 @@ def summarize_swaps(samples: Sequence[Sample], swaps: Sequence[Swap], end_s: flo
                                 if start >= s.switch_s and (tag is None or who == tag)][:FIRST_AFTER_SWITCH]
                                for s, tag in zip(swaps, tags)],
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SwapCost:
+    """What one update cost: its worst 1-second p999, seconds above ``SPIKE_FACTOR`` × steady, load time, memory.
+
+    Attributes:
+        window_p999_ms: The worst p999 of the 1-second windows from the load's start to ``WINDOW_S`` after the
+            old version was unloaded (the figure the published case measured).
+        spike_seconds: Seconds of windows, from this load's start to the next one's, with p999 above
+            ``SPIKE_FACTOR`` × steady p999.
+        load_seconds: From load start to ready (warmup included).
+        rss_after_mb: Resident memory ``RSS_AFTER_UNLOAD_S`` after the old version was unloaded (``None``
+            where not sampled).
+    """
+
+    window_p999_ms: float
+    spike_seconds: float
+    load_seconds: float
+    rss_after_mb: float | None
+
+
+def rss_after(rss_mb: Sequence[tuple[float, float]], at_s: float, until_s: float | None = None) -> float | None:
+    """The first resident-memory sample at or after ``at_s`` (and before ``until_s``), in MB.
+
+    Example:
+        >>> rss_after([(0.0, 100.0), (1.0, 180.0), (2.1, 120.0)], 2.0)
+        120.0
+        >>> rss_after([(0.0, 100.0)], 2.0) is None
+        True
+    """
+    return next((mb for t, mb in rss_mb if t >= at_s and (until_s is None or t < until_s)), None)
+
+
+def swap_costs(windows: Sequence[Window], swaps: Sequence[Swap], end_s: float, steady_p999_ms: float,
+               rss_mb: Sequence[tuple[float, float]] = (), window_s: float = WINDOW_S) -> list[SwapCost]:
+    """Per swap: worst windowed p999, seconds above the spike limit, load seconds, RSS after the unload.
+
+    Example:
+        >>> w = [Window(float(t), 100, 1, 1, 1, 9.0 if t == 5 else 1.0) for t in range(10)]
+        >>> cost = swap_costs(w, [Swap(5.0, 5.4, 5.4, 5.5)], 10.0, 1.0, [(6.4, 900.0), (6.6, 800.0)])[0]
+        >>> cost.window_p999_ms, cost.spike_seconds, cost.rss_after_mb
+        (9.0, 1.0, 800.0)
+    """
+    bounds = [s.load_start_s for s in swaps] + [end_s]
+    limit = SPIKE_FACTOR * steady_p999_ms
+    costs = []
+    for swap, next_start in zip(swaps, bounds[1:]):
+        mine = [w for w in windows if swap.load_start_s < w.start_s + window_s and w.start_s <= swap.end_s + window_s]
+        costs.append(SwapCost(
+            window_p999_ms=max((w.p999_ms for w in mine), default=0.0),
+            spike_seconds=sum(window_s for w in windows if swap.load_start_s <= w.start_s + window_s
+                              and w.start_s < next_start and w.p999_ms > limit),
+            load_seconds=swap.ready_s - swap.load_start_s,
+            rss_after_mb=rss_after(rss_mb, swap.end_s + RSS_AFTER_UNLOAD_S, next_start if next_start < end_s else None)))
+    return costs
+
+
+def rss_drift_pct(steady_rss_mb: float, rss_after_swap_mb: Sequence[float | None]) -> float | None:
+    """How far resident memory ended above steady serving with one version: (last after-swap − steady) / steady × 100.
+
+    Example:
+        >>> rss_drift_pct(1000.0, [1100.0, 1050.0])
+        5.0
+    """
+    measured = [mb for mb in rss_after_swap_mb if mb is not None]
+    if not measured or steady_rss_mb <= 0:
+        return None
+    return (measured[-1] - steady_rss_mb) / steady_rss_mb * 100

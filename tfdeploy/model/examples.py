@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import gzip
 import io
 import os
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tfdeploy.model import ranker_example
 from tfdeploy.model.data import Dataset
 from tfdeploy import faults
 from tfdeploy.errors import TfdeployError
@@ -40,6 +42,15 @@ EXAMPLE_ALPHA = 0.35
 EXAMPLE_IMAGE_SIZE = 32
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KERAS_CACHE_FASHION_MNIST = Path(os.path.expanduser("~/.keras/datasets/fashion-mnist"))
+
+
+class ExampleKind(str, enum.Enum):
+    """Which built-in example ``prepare_example`` writes."""
+
+    MOBILENET = "mobilenet"  # MobileNetV2 on Fashion-MNIST (the shipped, converged model)
+    RANKER = "ranker"  # a synthetic click-through ranker of any size (tfdeploy.model.ranker_example)
+
+
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -248,9 +259,11 @@ def _accuracy(model: Any, data: Dataset) -> float:
 
 
 @faults.boundary("example")
-def prepare_example(out_dir: str | os.PathLike, train: bool = False, epochs: int = 5,
-                    alpha: float = EXAMPLE_ALPHA, image_size: int = EXAMPLE_IMAGE_SIZE, full_data: bool = False,
-                    overwrite: bool = False, progress: ProgressLike = "auto") -> ExampleReport:
+def prepare_example(out_dir: str | os.PathLike, kind: ExampleKind = ExampleKind.MOBILENET, train: bool = False,
+                    epochs: int = 5, alpha: float = EXAMPLE_ALPHA, image_size: int = EXAMPLE_IMAGE_SIZE,
+                    full_data: bool = False, embedding_rows: int = ranker_example.DEFAULT_ROWS,
+                    features: int = ranker_example.DEFAULT_FEATURES, overwrite: bool = False,
+                    progress: ProgressLike = "auto") -> ExampleReport | ranker_example.RankerExampleReport:
     """Writes the example's ``model.keras`` and ``data.npz`` to ``out_dir``.
 
     By default ``model.keras`` is the shipped model, trained to convergence on the full
@@ -259,9 +272,27 @@ def prepare_example(out_dir: str | os.PathLike, train: bool = False, epochs: int
     preprocessed packaged subset (``x``, ``y``, ``x_val``, ``y_val``; the full data set with
     ``full_data``) in the layout every ``--data`` option accepts.
 
+    ``kind="ranker"`` writes a synthetic click-through ranker instead (see
+    :mod:`tfdeploy.model.ranker_example`): ``features`` named categorical features (int64 and
+    string), four dense floats, and a ``user_id`` table of ``embedding_rows`` rows; ``epochs``
+    applies to it too.
+
+    Args:
+        embedding_rows: Ranker: rows of the ``user_id`` table (32 float32 wide; ``item_id`` has a
+            quarter of them). 8,000,000 gives a model of 1.3 GB.
+        features: Ranker: categorical features (at least 4; a third of them strings).
+
     Example:
         >>> print(prepare_example("example"))      # doctest: +SKIP
+        >>> prepare_example("ranker", kind="ranker", embedding_rows=100_000).auc   # doctest: +SKIP
+        0.71
     """
+    if ExampleKind(kind) is ExampleKind.RANKER:
+        if embedding_rows < 1000 or features < ranker_example.MIN_FEATURES:
+            raise TfdeployError(f"The ranker needs at least 1000 embedding rows and {ranker_example.MIN_FEATURES} "
+                                f"features. Received: embedding_rows={embedding_rows}, features={features}")
+        return ranker_example.prepare_ranker(out_dir, embedding_rows=embedding_rows, features=features,
+                                             epochs=epochs, overwrite=overwrite, progress=progress)
     from tfdeploy.files import ensure_writable, write_atomic
     from tfdeploy.model.loading import load_model, save_model
 

@@ -293,8 +293,9 @@ def load_model(
         if flavour is KerasFlavour.SAVED_MODEL:
             model = backend.SavedModelFunction(str(path))
         elif flavour is KerasFlavour.KERAS3:
-            model = backend.keras3().models.load_model(path, custom_objects=custom_objects, compile=compile,
-                                                       safe_mode=safe_mode)
+            with backend.streamed_weights(path):
+                model = backend.keras3().models.load_model(path, custom_objects=custom_objects, compile=compile,
+                                                           safe_mode=safe_mode)
         else:
             kwargs = {"safe_mode": safe_mode} if fmt is ModelFormat.KERAS else {}
             model = backend.tf_keras().models.load_model(path, custom_objects=custom_objects, compile=compile,
@@ -545,5 +546,4 @@ def count_params(model: Any) -> int:
         >>> count_params(load_model("model.keras").model)     # doctest: +SKIP
         1234
     """
-    variables = model.function.variables if isinstance(model, backend.SavedModelFunction) else model.weights
-    return int(sum(int(np.prod(w.shape)) for w in variables))
+    return int(sum(int(np.prod(w.shape)) for w in backend.variables_of(model)))

@@ -28,6 +28,7 @@ from tfdeploy.files import staged_directory
 from tfdeploy.model.loading import load_model
 from tfdeploy.progress import ProgressLike, as_progress
 from tfdeploy.report import Report
+from tfdeploy.serving.memory import VersionMemory, largest_variables, size_text, version_memory
 from tfdeploy.serving.signature import read_signatures
 from tfdeploy.serving.versions import resolve_version
 from tfdeploy.serving.warmup import WarmupReport, write_warmup
@@ -87,6 +88,7 @@ class ExportReport(Report):
     files: int
     bytes: int
     modes: str = ""
+    memory: VersionMemory | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def rows(self) -> list[tuple[str, Any]]:
@@ -98,6 +100,12 @@ class ExportReport(Report):
             rows.append(("warmup", f"{self.warmup.records} record(s), batch sizes {self.warmup.batch_sizes}, "
                                    f"{self.warmup.source}"))
         rows.append(("files / bytes", f"{self.files} / {self.bytes}"))
+        if self.memory:
+            m = self.memory
+            rows.append(("variables (read at each load)", f"{size_text(m.variables_bytes)}; graph {size_text(m.graph_bytes)}"))
+            rows.append(("largest variables", ", ".join(f"{name} {size_text(n)}" for name, n in m.tables.items())))
+            rows.append(("memory for a hot update", f"{size_text(2 * m.resident_bytes)}: the old and the new version are "
+                                                    "resident together until the old one is unloaded"))
         rows.append(("modes", self.modes))
         rows += [("note", note) for note in self.notes]
         return rows
@@ -184,6 +192,8 @@ def export(config: ExportConfig) -> ExportReport:
         warmup.path = str(target / Path(warmup.path).relative_to(publication.staging))
     files = [p for p in target.rglob("*") if p.is_file()]
     dirs = [target, *(p for p in target.rglob("*") if p.is_dir())]
+    memory = version_memory(target)
+    memory.tables = largest_variables(backend.variables_of(loaded.model))
     return ExportReport(
         version_dir=str(target), version=version, model=str(config.model), flavour=loaded.flavour.value,
         signatures={name: {"inputs": {k: [d if d is not None else -1 for d in (v.shape or ())] for k, v in sig.inputs.items()},
@@ -192,6 +202,7 @@ def export(config: ExportConfig) -> ExportReport:
         tflite=str(target / TFLITE_FILE) if (target / TFLITE_FILE).exists() else None,
         warmup=warmup, files=len(files), bytes=sum(p.stat().st_size for p in files),
         modes=f"directories {_modes(dirs)}, files {_modes(files)} (readable by a server running as another user)",
+        memory=memory,
         notes=[*loaded.notes, *publication.notes()],
     )
 

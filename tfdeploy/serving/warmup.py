@@ -26,7 +26,7 @@ from tfdeploy import backend, faults
 from tfdeploy.model.data import Dataset, ModelData, read_data
 from tfdeploy.errors import TfdeployError
 from tfdeploy.files import atomic_path, refuse_existing
-from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, synthesize
+from tfdeploy.io_spec import Arrays, ModelIO, as_feed, batch_size, concat, synthesize, take
 from tfdeploy.report import Report
 from tfdeploy.serving.signature import PREDICT_METHOD, SignatureInfo, read_signatures
 
@@ -46,9 +46,32 @@ class WarmupReport(Report):
     inputs: dict[str, list[int]]
 
 
-def _from_data(io: ModelIO, data: ModelData, batch: int, offset: int) -> Arrays:
-    index = (np.arange(batch) + offset) % batch_size(data.x)
-    return {t.name: as_feed(data.x[t.name][index], t) for t in io.inputs}
+def unseen_first(io: ModelIO, data: ModelData) -> tuple[Arrays, int]:
+    """The validation rows, those holding an id or string absent from the training split first, and their count.
+
+    Example:
+        >>> rows, unseen = unseen_first(io, read_data("ranker.npz", io))     # doctest: +SKIP
+        >>> unseen
+        277
+    """
+    keys = [t.name for t in io.inputs if t.is_integer or t.is_string]
+    n = batch_size(data.x_val)
+    unseen = np.zeros(n, dtype=bool)
+    for key in keys:
+        unseen |= ~np.isin(data.x_val[key], data.x[key]).reshape(n, -1).all(axis=1)
+    return take(data.x_val, np.argsort(~unseen, kind="stable")), int(unseen.sum())
+
+
+def _from_data(splits: Sequence[Arrays], io: ModelIO, batch: int, offset: int) -> Arrays:
+    """``batch`` real rows, alternating between the splits (validation rows with unseen values first, training rows).
+
+    Validation data is where ids and strings unseen in training live (a cold user, a new country),
+    and their lookups take other paths (an out-of-vocabulary bucket, untrained rows) than the
+    frequent ids of the training split: a warmup of both warms both.
+    """
+    n = len(splits)
+    rows = concat(take(splits[r % n], [(r // n) % batch_size(splits[r % n])]) for r in range(offset, offset + batch))
+    return {t.name: as_feed(rows[t.name], t) for t in io.inputs}
 
 
 def predict_log(model_name: str, signature_name: str, inputs: Mapping[str, np.ndarray]) -> Any:
@@ -214,15 +237,23 @@ def write_warmup(
     bound = None if data is None else read_data(data, io, hold_out=False)
     model_name = model_name or version_dir.resolve().parent.name
     rng = np.random.default_rng(seed)
+    splits, source = [], f"synthesized from the signature (seed {seed})"
+    if bound is not None:
+        splits, source = [bound.x], f"data {bound.source}"
+        if bound.x_val is not bound.x:
+            validation, unseen = unseen_first(io, bound)
+            splits.insert(0, validation)
+            source += (f": validation and training rows alternately, the {unseen} validation row(s) with ids or "
+                       "strings unseen in training first")
     logs, offset = [], 0
     for batch in batch_sizes:
-        inputs = synthesize(io, batch, rng) if bound is None else _from_data(io, bound, batch, offset)
+        inputs = synthesize(io, batch, rng) if bound is None else _from_data(splits, io, batch, offset)
         offset += batch
         logs.append(predict_log(model_name, signature_name, inputs))
     path = write_warmup_records(version_dir, logs)
     return WarmupReport(
         path=str(path), records=len(logs), signature_name=signature_name, batch_sizes=list(batch_sizes),
-        source=f"data {bound.source}" if bound is not None else f"synthesized from the signature (seed {seed})",
+        source=source,
         inputs={k: [d if d is not None else -1 for d in (v.shape or ())] for k, v in signature.inputs.items()},
     )
 

@@ -13,8 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from tfdeploy.compression.recipes import (cluster, cluster_int8, distill, litert_quantizer, post_training, prune, qat,
-                                         strip)
+from tfdeploy.compression.recipes import (cluster, cluster_int8, distill, embedding_int8, litert_quantizer,
+                                         post_training, prune, qat, strip)
 from tfdeploy.compression.registry import RecipeRegistry, recipe_enum
 
 REGISTRY = RecipeRegistry([
@@ -34,6 +34,7 @@ REGISTRY = RecipeRegistry([
     litert_quantizer.PTQ_INT16X8,
     litert_quantizer.PTQ_MIXED,
     distill.DISTILL,
+    embedding_int8.EMBEDDING_INT8,
 ])
 
 Recipe = recipe_enum(REGISTRY)

@@ -26,6 +26,8 @@ import textwrap
 from typing import Sequence
 
 from tfdeploy.errors import TfdeployError
+from tfdeploy.serving.config.memory import serving_need
+from tfdeploy.serving.memory import kubernetes_quantity, size_text
 from tfdeploy.serving.config.options import CONTAINER_CONFIG, NO_ONEDNN_WHY, ServedModel, ServingConfig, VersionPolicy
 
 KSERVE_RUNTIME = "tfdeploy-tensorflow-serving"  # metadata.name of the ServingRuntime
@@ -156,14 +158,26 @@ spec:
         capabilities:
           drop:
             - ALL
-      resources:  # KServe's stock TF Serving runtime's; size them for your model
+      resources:  # cpu: KServe's stock TF Serving runtime's. {_memory_comment(config)}
         requests:
           cpu: "1"
-          memory: 2Gi
+          memory: {_memory(config)}
         limits:
           cpu: "1"
-          memory: 2Gi
+          memory: {_memory(config)}
 """
+
+
+def _memory(config: ServingConfig) -> str:
+    if config.memory_limit is not None:
+        return config.memory_limit
+    return kubernetes_quantity(max(serving_need(config).total_bytes, 2 * 2**30))
+
+
+def _memory_comment(config: ServingConfig) -> str:
+    need = serving_need(config)
+    return (f"memory: serving takes {size_text(need.serving_bytes)}, a hot update {size_text(need.swap_bytes)} more "
+            f"(old and new version resident together){'' if config.memory_limit else '; at least 2Gi'}")
 
 
 def _environment(config: ServingConfig) -> str:

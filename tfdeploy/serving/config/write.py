@@ -16,6 +16,8 @@ from tfdeploy.errors import TfdeployError
 from tfdeploy.files import staged_directory
 from tfdeploy.report import Block, Report, Table, Text
 from tfdeploy.serving.config.options import ServingConfig
+from tfdeploy.serving.config.memory import memory_warnings, serving_need
+from tfdeploy.serving.memory import size_text
 from tfdeploy.serving.config import kserve, registry
 
 
@@ -45,10 +47,16 @@ class ServingConfigReport(Report):
     models: list[str]
     flags: list[str]
     warnings: list[str] = dataclasses.field(default_factory=list)
+    memory: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, object]]:
         """The key/value table: everything but the warnings."""
-        return [("out_dir", self.out_dir), ("files", self.files), ("models", self.models), ("flags", self.flags)]
+        rows = [("out_dir", self.out_dir), ("files", self.files), ("models", self.models), ("flags", self.flags)]
+        if self.memory:
+            m = self.memory
+            rows.append(("memory", f"serving {size_text(m['serving_bytes'])}; a hot update adds "
+                                   f"{size_text(m['swap_bytes'])} (two versions resident): {size_text(m['total_bytes'])}"))
+        return rows
 
     def blocks(self) -> list[Block]:
         """The table, then one ``warning: ...`` line per warning."""
@@ -95,5 +103,9 @@ def write_serving_config(config: ServingConfig) -> ServingConfigReport:
             target.write_text(contents[file.name])
             if file.executable:
                 target.chmod(0o755)
+    need = serving_need(config)
     return ServingConfigReport(out_dir=str(out), files=sorted(contents), models=[m.name for m in config.models],
-                               flags=registry.server_flags(config), warnings=kserve.kserve_warnings(config))
+                               flags=registry.server_flags(config),
+                               warnings=[*memory_warnings(config, need), *kserve.kserve_warnings(config)],
+                               memory={"serving_bytes": need.serving_bytes, "swap_bytes": need.swap_bytes,
+                                       "total_bytes": need.total_bytes})
