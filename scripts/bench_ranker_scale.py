@@ -60,18 +60,26 @@ def main() -> None:
     parser.add_argument("--rows", default="2000000,4000000,8000000", help="user_id rows of the three rankers")
     parser.add_argument("--swaps", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path("bench-out/ranker_scale"))
+    parser.add_argument("--swaps-only", action="store_true",
+                        help="Rerun only the hot-swap steps on the versions an earlier run of this script wrote.")
     args = parser.parse_args()
     rows = sorted(int(r) for r in args.rows.split(","))
+    if args.swaps_only:
+        result = json.loads((args.out / "ranker_scale.json").read_text())
+        if "export_baseline_rss_mb" not in result:  # written by an earlier version of this script
+            result["export_baseline_rss_mb"] = tiny_export(args.out, args.out / "logs")["peak_rss_mb"]
+            for size in result["sizes"]:
+                size["export_rss_over_variables_plus_export_baseline"] = round(
+                    (size["export_peak_rss_mb"] - result["export_baseline_rss_mb"]) / size["version_variables_mb"], 3)
+        swaps(args, args.out / "logs", args.out / "models" / f"ranker_{rows[-1]}", args.out / "models" / "ranker_int8",
+              result)
+        return
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     logs = args.out / "logs"
     logs.mkdir()
     baseline = run([sys.executable, "-c", BASELINE_CODE], logs / "baseline.log")
-    tiny = args.out / "ranker_tiny"  # the same export of a ranker of 1.6 MB: TensorFlow's baseline while exporting
-    run(tfdeploy("example", "--kind", "ranker", "--embedding-rows", "1000", "--out", str(tiny)), logs / "tiny.log")
-    export_baseline = run(tfdeploy("export", str(tiny / "model.keras"), "--base-dir", str(args.out / "models" / "tiny"),
-                                   "--warmup-data", str(tiny / "data.npz"), "--warmup-batch-sizes", "1,8"),
-                          logs / "export_tiny.log")
+    export_baseline = tiny_export(args.out, logs)
     result: dict = {"benchmark": "ranker scale", "machine": f"{platform.machine()}, {platform.python_version()}",
                     "cores": os.cpu_count(), "baseline_rss_mb": baseline["peak_rss_mb"],
                     "export_baseline_rss_mb": export_baseline["peak_rss_mb"], "sizes": []}
@@ -110,18 +118,34 @@ def main() -> None:
         "variants": [{k: v.get(k) for k in ("name", "raw_bytes", "summary", "summary_drops", "max_abs_diff")}
                      for v in compress_report["variants"]],
         "version_variables_mb": round(variables_mb(int8_base / "1"), 1)}
+    swaps(args, logs, base, int8_base, result)
+
+
+def tiny_export(out: Path, logs: Path) -> dict[str, float]:
+    """The same export of a ranker of 1.6 MB: TensorFlow's working memory while exporting (the second baseline)."""
+    tiny = out / "ranker_tiny"
+    shutil.rmtree(tiny, ignore_errors=True)
+    shutil.rmtree(out / "models" / "tiny", ignore_errors=True)
+    run(tfdeploy("example", "--kind", "ranker", "--embedding-rows", "1000", "--out", str(tiny)), logs / "tiny.log")
+    return run(tfdeploy("export", str(tiny / "model.keras"), "--base-dir", str(out / "models" / "tiny"),
+                        "--warmup-data", str(tiny / "data.npz"), "--warmup-batch-sizes", "1,8"), logs / "export_tiny.log")
+
+
+def swaps(args: argparse.Namespace, logs: Path, base: Path, int8_base: Path, result: dict) -> None:
+    """The ablation on the float32 versions, then the int8 versions as serving-config writes them; saves the JSON."""
     ablation_json = args.out / "ablation.json"
     run(tfdeploy("bench", str(base / "1"), str(base / "2"), "--hot-swap", "--ablation", "--swaps", str(args.swaps),
                  "--no-cold-start", "--requests", "10", "--json-out", str(ablation_json), "--plot",
-                 str(args.out / "hot_swap.png")), logs / "ablation.log")
+                 str(args.out / "hot_swap.png"), "--overwrite"), logs / "ablation.log")
     result["ablation"] = json.loads(ablation_json.read_text())["ablation"]
     serving = args.out / "serving"
-    run(tfdeploy("serving-config", "--model", f"ranker={int8_base}", "--out", str(serving), "--no-onednn"),
+    run(tfdeploy("serving-config", "--model", f"ranker={int8_base}", "--out", str(serving), "--no-onednn",
+                 "--overwrite"),
         logs / "serving_config.log")
     int8_json = args.out / "int8_swap.json"
     run(tfdeploy("--no-onednn", "bench", str(int8_base / "1"), str(int8_base / "2"), "--hot-swap", "--serving-config",
                  str(serving), "--swaps", str(args.swaps), "--no-cold-start", "--requests", "10", "--json-out",
-                 str(int8_json)), logs / "int8_swap.log")
+                 str(int8_json), "--overwrite"), logs / "int8_swap.log")
     result["embedding_int8"]["hot_swap"] = json.loads(int8_json.read_text())["ablation"]
     (args.out / "ranker_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out / 'ranker_scale.json'}")

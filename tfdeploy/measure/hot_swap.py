@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
+import gc
 import os
 import re
 import sys
@@ -383,6 +384,10 @@ class _Serving:
         with self._lock:
             self._lock.wait_for(lambda: old.in_flight == 0)
         old.session.close()
+        del old
+        # TF Serving's C++ frees an unloaded version at once; here its Python graph objects are cyclic garbage that
+        # would wait for the collector (measured: about 8 MB per swap of a 28-input ranker, counted as drift)
+        gc.collect()
         return Swap(load_start, ready, switch, self.log.elapsed_s())
 
     def stop(self) -> float:
