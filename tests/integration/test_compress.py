@@ -23,6 +23,10 @@ def test_every_recipe_writes_its_artifact_and_report_files(keras3_all):
     report, out, _ = keras3_all
     assert [v.name for v in report.variants] == ["original"] + [r.value for r in Recipe]
     for recipe in Recipe:
+        if recipe is Recipe.EMBEDDING_INT8:  # for tables: this CNN has none, and the row says so
+            assert "has no Embedding layer" in variant(report, recipe.value).error
+            assert not (out / f"{recipe.value}{recipe.spec.output}").exists()
+            continue
         assert (out / f"{recipe.value}{recipe.spec.output}").is_file(), recipe
     saved = json.loads((out / "report.json").read_text())
     assert [v["name"] for v in saved["variants"]] == [v.name for v in report.variants]
@@ -104,6 +108,9 @@ def test_report_numbers_are_consistent(keras3_all):
     original = variant(report, "original")
     assert original.accuracy > 0.7, "the tiny model learned its task"
     for v in report.variants:
+        if v.name == Recipe.EMBEDDING_INT8.value:  # failed on this CNN (no tables): no numbers
+            assert v.status == "failed" and v.raw_bytes is None
+            continue
         assert v.raw_ratio == pytest.approx(v.raw_bytes / original.raw_bytes)
         assert v.gzip_bytes < v.raw_bytes or v.format == ".tflite"
         assert v.latency_ms > 0

@@ -12,7 +12,8 @@ import corpus
 from tfdeploy import backend
 from tfdeploy.cli import main
 from tfdeploy.errors import TfdeployError
-from tfdeploy.measure.hot_swap import ABLATION, Fix, HotSwapConfig, _ablated, config_name, rehearse_hot_swap
+from tfdeploy.measure.hot_swap import (ABLATION, Fix, HotSwapConfig, _ablated, config_name, plot_path_for,
+                                      rehearse_hot_swap)
 from tfdeploy.measure.predictors import keras_predictor, request_batch
 from tfdeploy.model.loading import load_model
 from tfdeploy.serving import ServedModel, ServingConfig, write_serving_config
@@ -93,7 +94,7 @@ def test_the_ablation_adds_one_fix_per_run_in_fresh_processes(versions, tmp_path
     warm_first = np.median([firsts[0] for firsts in warmup.summary.first_after_switch_ms])
     assert cold_first > 3 * warm_first, (cold_first, warm_first)
     assert [p.rsplit("/", 1)[-1] for p in report.files] == [
-        f"swap-{row['config'].replace(' + ', '-').replace(' ', '-')}.png" for row in report.ablation]
+        plot_path_for(tmp_path / "swap.png", row["config"]).name for row in report.ablation]
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in report.files)
     table = report.to_table()
     assert "swap p999" in table and "no fixes" in table and "first requests after each switch" in table
@@ -107,7 +108,9 @@ def test_bench_hot_swap_cli_writes_the_ablation_json(versions, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "h.json").read_text())
     (row,) = data["ablation"]
-    assert row["config"] == "warmup + load pool" + (" + jemalloc" if os.path.exists(JEMALLOC) else "")
+    # the process the generated Dockerfile starts: jemalloc with its MALLOC_CONF (decay, huge pages)
+    assert row["config"] == "warmup + load pool" + (" + jemalloc + jemalloc decay 1 s + huge pages"
+                                                    if os.path.exists(JEMALLOC) else "")
     assert {"steady_p50_ms", "steady_p99_ms", "steady_p999_ms", "swap_p999_ms", "spike_seconds",
             "peak_rss_mb"} <= set(row)
     assert row["swap_p999_ms"] == data["hot_swap"]["runs"][0]["summary"]["swap"]["p999_ms"]
