@@ -146,7 +146,7 @@ def ranker_arrays(features: list[Feature], n: int, rng: np.random.Generator, uns
         value = rng.normal(0, 1, n).astype("float32")
         logit += (0.6, -0.4, 0.8, 0.3)[j] * value
         arrays[name] = value[:, None]
-    logit = 1.6 * logit / math.sqrt(len(features) + len(DENSE_FEATURES)) * 2
+    logit = 3.2 * logit / math.sqrt(len(features) + len(DENSE_FEATURES))  # a learnable signal at any feature count
     logit += _intercept(logit, POSITIVE_RATE)
     arrays["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64")
     return arrays
@@ -267,9 +267,16 @@ def prepare_ranker(out_dir: str | os.PathLike, embedding_rows: int = DEFAULT_ROW
         model_bytes=model_path.stat().st_size, features={f.name: f.dtype for f in specs} | {n: "float32" for n in DENSE_FEATURES},
         tables={f"{f.name}_embedding": {"rows": f.table_rows, "dim": f.dim, "bytes": 4 * f.table_rows * f.dim} for f in specs},
         train_rows=train_rows, val_rows=val_rows, positive_rate=float(train["y"].mean()),
-        unseen_val_rows=float(np.mean(np.char.find(val[specs[2].name][:, 0].astype(str), "_new_") >= 0))
-        if len(specs) > 2 else 0.0,
+        unseen_val_rows=_unseen_share(specs, train, val),
         auc=auc, logloss=logloss, seconds=time.perf_counter() - began)
+
+
+def _unseen_share(specs: list[Feature], train: dict[str, np.ndarray], val: dict[str, np.ndarray]) -> float:
+    """Share of validation rows with at least one id or string that the training rows never had."""
+    unseen = np.zeros(len(val["y"]), dtype=bool)
+    for feature in specs:
+        unseen |= ~np.isin(val[feature.name][:, 0], train[feature.name][:, 0])
+    return float(unseen.mean())
 
 
 def _auc_logloss(model: Any, tf: Any, val: dict[str, np.ndarray]) -> tuple[float, float]:
